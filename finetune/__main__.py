@@ -1,0 +1,80 @@
+"""python -m finetune [options]: fine-tune, evaluate, write a run folder, optionally push it to the Hub.
+
+Runs unchanged under `torchrun --nproc-per-node N -m finetune ...` and `accelerate launch -m finetune ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+
+from .config import add_arguments, from_args
+from .errors import UserError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.add_argument("--push-to-hub", dest="hub_model_id", metavar="REPO", default=None,
+                        help="same as --hub-model-id: push the finished run to this Hub repo")
+    parser.add_argument("--quiet", action="store_true", help="print only the result")
+    return parser.parse_args(argv)
+
+
+def print_event(event: dict) -> None:
+    kind = event["event"]
+    if kind == "progress":
+        step, total = event["step"], event["total_steps"]
+        eta = f", ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
+        print(f"\r  step {step}/{total} epoch {event['epoch']:.2f}{eta}   ", end="", file=sys.stderr, flush=True)
+    elif kind == "log":
+        print(f"\r  step {event['step']}/{event['total_steps']} epoch {event['epoch']:.2f} "
+              f"loss {event.get('loss', float('nan')):.4f}", file=sys.stderr, flush=True)
+    elif kind == "eval":
+        print(f"\r  eval @ step {event['step']}: loss {event.get('eval_loss', float('nan')):.4f} "
+              f"accuracy {event.get('eval_accuracy', 0):.3f} macro-F1 {event.get('eval_f1_macro', 0):.3f}",
+              file=sys.stderr, flush=True)
+    elif event.get("message"):
+        print(f"\r[{kind}] {event['message']}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    stop = threading.Event()
+    try:
+        from . import hub, train
+
+        cfg = from_args(args).validate()
+        result = train.run(cfg, on_event=None if args.quiet else print_event, stop=stop)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run is left unfinished; earlier runs are untouched", file=sys.stderr)
+        return 130
+    if result.state != "done" or result.run_dir is None:
+        print(f"run {result.run_id} {result.state}: {result.message}")
+        return 1
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    test, base = result.metrics["test"], result.metrics.get("baseline", {})
+    print(f"run folder: {result.run_dir}")
+    if base:
+        print(f"before (base model, {base['method']}): accuracy {base['accuracy']:.3f}, macro-F1 {base['f1_macro']:.3f}")
+    print(f"after  (fine-tuned):                 accuracy {test['accuracy']:.3f}, macro-F1 {test['f1_macro']:.3f}")
+    if cfg.hub_model_id:
+        pushed = hub.push_run(result.run_dir, cfg.hub_model_id, cfg.hub_private)
+        print(f"hub: {pushed.state} {pushed.url or pushed.repo_id} {pushed.message}".rstrip())
+        if pushed.state == "failed":
+            return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

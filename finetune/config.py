@@ -1,0 +1,188 @@
+"""The one place for every knob of a fine-tuning run.
+
+`TrainConfig` is what the command line, the app and the tests all build; its defaults are the
+one-click retrain. Each field carries its help text (shown by `python -m finetune --help`), and
+`validate()` refuses bad settings before any work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+LABELS = ("negative", "neutral", "positive")
+DEFAULT_BASE_MODEL = "gpt2"
+DEFAULT_DATASET = "mteb/tweet_sentiment_extraction"
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+class ConfigError(UserError, ValueError):
+    """A setting that cannot work; the message says what to change."""
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+def parse_size(value) -> int:
+    """A subset size: a whole number of rows, where 0 or "all" means the whole split."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        if value in ("all", ""):
+            return 0
+        try:
+            value = int(value)
+        except ValueError:
+            raise ConfigError(f"size {value!r} is not a whole number or 'all'") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"size {value!r} must be a whole number >= 0 (0 or 'all' = the whole split)")
+    return value
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train --------------------------------------------------------------------------
+    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata=_help(
+        "Hub id or local folder of a causal LM that the Auto classes can load as a sequence classifier."))
+    dataset: str = field(default=DEFAULT_DATASET, metadata=_help(
+        "Hub dataset id, or a local folder (train/test files) or a single CSV / JSONL / Parquet file."))
+    text_column: str = field(default="text", metadata=_help("Column holding the tweet text."))
+    label_column: str = field(default="label", metadata=_help(
+        "Column holding the label: 0/1/2 or the strings negative/neutral/positive."))
+    train_size: int = field(default=1000, metadata=_help(
+        "Tweets to train on, drawn from the cleaned train split (0 or 'all' = every one).", parse=parse_size))
+    test_size: int = field(default=1000, metadata=_help(
+        "Tweets of the test split to evaluate on (0 or 'all' = every one).", parse=parse_size))
+    validation_share: float = field(default=0.1, metadata=_help(
+        "Validation rows held out of the train split, as a share of train_size (never trained on)."))
+    # --- how to train ---------------------------------------------------------------------------
+    epochs: float = field(default=3.0, metadata=_help("Passes over the training tweets."))
+    learning_rate: float = field(default=5e-5, metadata=_help("Peak learning rate of AdamW (linear decay)."))
+    batch_size: int = field(default=16, metadata=_help("Tweets per device per step."))
+    grad_accum: int = field(default=1, metadata=_help("Steps whose gradients are summed before an update."))
+    max_length: int = field(default=128, metadata=_help("Tokens kept per tweet; longer ones are truncated."))
+    seed: int = field(default=42, metadata=_help("Seed for subsets, splits, shuffling and initialisation."))
+    early_stopping_patience: int = field(default=2, metadata=_help(
+        "Evaluations without a better validation macro-F1 before training stops (0 = never stop early)."))
+    evals_per_epoch: int = field(default=1, metadata=_help(
+        "Validation evaluations per epoch (more gives finer curves and best-checkpoint choice)."))
+    few_shot_k: int = field(default=4, metadata=_help(
+        "Labelled examples in the base model's few-shot prompt, the before-training baseline (0 = zero-shot)."))
+    # --- speed ----------------------------------------------------------------------------------
+    precision: str = field(default="auto", metadata=_help(
+        "Number format for training: auto (bf16 where the hardware runs it fast: CUDA, or CPUs with AMX; "
+        "fp16 on older GPUs; else fp32), bf16, fp16 or fp32.", choices=PRECISIONS))
+    group_by_length: bool = field(default=True, metadata=_help(
+        "Batch tweets of similar length together, so that little of each batch is padding."))
+    threads: int = field(default=0, metadata=_help(
+        "CPU threads for training (0 = the cores granted to this process: CPU_CORES, else affinity)."))
+    # --- where it goes --------------------------------------------------------------------------
+    runs_dir: str = field(default="runs", metadata=_help("Folder that holds one sub-folder per run."))
+    hub_model_id: str = field(default="", metadata=_help(
+        "Hub repo to push the finished run to (needs HF_TOKEN with write access); empty = no push."))
+    hub_private: bool = field(default=False, metadata=_help("Create the Hub repo as private."))
+
+    def __post_init__(self):
+        self.train_size = parse_size(self.train_size)
+        self.test_size = parse_size(self.test_size)
+
+    def validate(self) -> "TrainConfig":
+        """Refuse settings that cannot work, with a message that says what to change."""
+        problems = []
+        for name in ("base_model", "dataset", "text_column", "label_column", "runs_dir"):
+            if not str(getattr(self, name)).strip():
+                problems.append(f"{name} must not be empty")
+        if not 0 <= self.validation_share < 1:
+            problems.append(f"validation_share must be in [0, 1), got {self.validation_share}")
+        if not self.epochs > 0:
+            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if not 0 < self.learning_rate < 1:
+            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        for name in ("batch_size", "grad_accum", "evals_per_epoch"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 8 <= self.max_length <= 4096:
+            problems.append(f"max_length must be in [8, 4096], got {self.max_length}")
+        for name in ("early_stopping_patience", "few_shot_k", "threads"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.few_shot_k > 32:
+            problems.append(f"few_shot_k must be <= 32 (the prompt must fit), got {self.few_shot_k}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.hub_model_id and self.hub_model_id.count("/") != 1:
+            problems.append(f"hub_model_id must look like 'user/name', got {self.hub_model_id!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    # --- (de)serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a dict, e.g. the app's form or a saved run; unknown keys are an error."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**{k: _coerce(names[k], v) for k, v in values.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, **overrides) -> "TrainConfig":
+        """Defaults, then the app's environment variables (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID)."""
+        env = {"base_model": "BASE_MODEL", "dataset": "DATASET", "runs_dir": "RUNS_DIR",
+               "hub_model_id": "HUB_MODEL_ID"}
+        values = {k: os.environ[v] for k, v in env.items() if os.environ.get(v)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _coerce(f: dataclasses.Field, value):
+    """Turn a command-line or form value into the field's type."""
+    parse = f.metadata.get("parse")
+    if parse:
+        return parse(value)
+    kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    if kind is bool:
+        if isinstance(value, str):
+            if value.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ConfigError(f"{f.name}: {value!r} is not true/false")
+        return bool(value)
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{f.name}: {value!r} is not a valid {kind.__name__}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--option` per config field, with its help text and default."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f"{f.metadata['help']} (default: {default!r})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                                choices=f.metadata.get("choices"), help=help_text)
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in names and v is not None})

@@ -1,0 +1,67 @@
+"""Pushing a finished run to the Hugging Face Hub.
+
+The token comes from the environment (HF_TOKEN) and is never printed, logged or written; messages
+that might carry it are scrubbed. Tests replace the Hub client (`api=`) at this one boundary.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .runs import Run, write_json
+
+PUSHED_FILES = ["*.safetensors", "*.json", "*.txt", "*.jinja", "README.md", "history.jsonl"]
+PUSH_RESULT = "push.json"
+
+
+@dataclass
+class PushResult:
+    state: str          # pushed | skipped | failed
+    repo_id: str = ""
+    url: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def scrub(text: str, token: str | None = None) -> str:
+    """Remove the token (and anything shaped like one) from a message before anyone sees it."""
+    import re
+
+    token = token or os.environ.get("HF_TOKEN")
+    if token:
+        text = text.replace(token, "***")
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+
+
+def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None) -> PushResult:
+    """Create `repo_id` if needed and upload the run's checkpoint, card and reports as one commit.
+
+    Never raises: the result (also saved as the run's push.json) says pushed, skipped or failed, and why.
+    A failed push leaves the local run as it was; call again once the cause is gone.
+    """
+    run = Run(Path(run_dir))
+    token = os.environ.get("HF_TOKEN")
+    if not repo_id:
+        result = PushResult("skipped", message="no Hub repo set (HUB_MODEL_ID / --push-to-hub)")
+    elif api is None and not token:
+        result = PushResult("skipped", repo_id, message="HF_TOKEN is not set: add a write token to push")
+    else:
+        try:
+            if api is None:
+                from huggingface_hub import HfApi
+                api = HfApi(token=token)
+            repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(repo_id=repo_id, folder_path=str(run.path), repo_type="model",
+                                       allow_patterns=PUSHED_FILES, ignore_patterns=[PUSH_RESULT, "status.json"],
+                                       commit_message=f"run {run.id}")
+            url = str(getattr(repo, "url", "") or f"https://huggingface.co/{repo_id}")
+            revision = getattr(commit, "oid", "") or ""
+            result = PushResult("pushed", repo_id, url, f"pushed run {run.id}" + (f" at {revision[:8]}" if revision else ""))
+        except Exception as exc:  # network, auth, rate limit: report, keep the run
+            result = PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))
+    if run.path.is_dir():
+        write_json(run.path / PUSH_RESULT, result.to_dict())
+    return result

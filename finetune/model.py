@@ -1,0 +1,123 @@
+"""Loading models and tokenizers: from a local folder or the Hub, safetensors only, with the labels
+and the pad token that sequence classification needs. Training, the baseline and inference all load
+through here, so every model gets the same fixes and the same one-line errors."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from .config import LABELS
+from .errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
+
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
+def check_source(name: str) -> None:
+    """Fail early, in words, on a path that is not a model folder or one that holds pickle weights only."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").exists():
+            raise UserError(f"{name} is not a model folder (no config.json): pass a folder saved with "
+                            f"save_pretrained, a run folder, or a Hub model id")
+        files = {p.name for p in path.iterdir()}
+        if not any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
+            if files & set(PICKLE_WEIGHTS):
+                raise UserError(f"{name} holds only pickle weights (pytorch_model.bin), which can run code when "
+                                f"loaded: convert it to safetensors (model.save_pretrained(dir)) and try again")
+            raise UserError(f"{name} has no model weights (*.safetensors)")
+    elif looks_like_path(name):
+        raise UserError(f"model path {name} does not exist")
+
+
+@contextmanager
+def _loading(what: str, name: str):
+    """Turn the Hub libraries' many exceptions into one line that says what to do."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        if not Path(name).expanduser().exists() and is_offline_error(exc):
+            raise UserError(offline_hint(what, name)) from None
+        raise UserError(f"cannot load {what} {name!r}: {first_line(exc)}") from None
+
+
+def load_tokenizer(name: str, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    check_source(name)
+    with _loading("tokenizer", name):
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+    if tokenizer.pad_token is None:  # GPT-2 has none: pad with EOS, as the recipe does
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def load_classifier(name: str, tokenizer, revision: str | None = None, dtype=torch.float32):
+    """A 3-label sequence classifier with labels written into its config and pad_token_id set (the fix
+    the recipe lacked: without it a padded batch classifies the wrong token or fails)."""
+    from transformers import AutoModelForSequenceClassification
+
+    check_source(name)
+    with _loading("model", name):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, revision=revision, num_labels=len(LABELS), use_safetensors=True, dtype=dtype,
+            id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_causal_lm(name: str, revision: str | None = None, dtype=torch.float32):
+    from transformers import AutoModelForCausalLM
+
+    check_source(name)
+    with _loading("model", name):
+        return AutoModelForCausalLM.from_pretrained(name, revision=revision, use_safetensors=True, dtype=dtype)
+
+
+def granted_cores() -> int:
+    """The cores this process may use: CPU_CORES (set on Spaces), else the affinity mask."""
+    value = os.environ.get("CPU_CORES", "").strip()
+    if value:
+        try:
+            return max(1, int(float(value)))
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Use `threads` CPU threads (0 = the granted cores); returns the number set."""
+    n = threads or granted_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def cpu_has_amx() -> bool:
+    """bf16 pays on a CPU only with AMX tiles; AVX-512-BF16 alone runs bf16 slower than fp32 here."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` → the fastest format the hardware runs well: bf16 on CUDA (fp16 before Ampere) or on
+    AMX CPUs, else fp32. An explicit choice the hardware lacks falls back to fp32."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        if cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_amx() else "fp32"
+    if precision == "fp16" and not cuda:
+        return "fp32"
+    return precision

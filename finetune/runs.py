@@ -1,0 +1,249 @@
+"""The run folder: the contract between training, serving and the Hub.
+
+    runs/<run-id>/            a complete run: a standard transformers checkpoint folder
+        config.json, model.safetensors, tokenizer files    (labels in config.json)
+        train_config.json     the TrainConfig it was trained with
+        data_report.json      rows in, dropped, duplicates, leakage, label counts
+        metrics.json          test metrics of the fine-tuned model and of the few-shot baseline
+        history.jsonl         one line per log / evaluation event
+        README.md             the model card
+        status.json           {"state": "done", ...}
+    runs/<run-id>.partial/    a run in progress, or one that was stopped, failed or interrupted
+
+A run is written as `<id>.partial` and renamed to `<id>` only once complete, so a crash or a stop
+never leaves a half-written checkpoint that `latest()` could pick.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PARTIAL = ".partial"
+SERVING_FILE = "serving.json"
+STATES = ("running", "done", "stopped", "failed", "interrupted")
+MIN_FREE_BYTES = 2 * 1024**3  # a gpt2 checkpoint, a best-epoch copy and the optimizer's headroom
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def write_json(path: Path, value) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+class Run:
+    """A run folder, complete or not."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name.removesuffix(PARTIAL)
+
+    @property
+    def status(self) -> dict:
+        return read_json(self.path / "status.json", {}) or {}
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "unknown")
+
+    @property
+    def is_complete(self) -> bool:
+        return (not self.path.name.endswith(PARTIAL) and self.state == "done"
+                and (self.path / "config.json").exists() and any(self.path.glob("*.safetensors")))
+
+    @property
+    def metrics(self) -> dict:
+        return read_json(self.path / "metrics.json", {}) or {}
+
+    @property
+    def config(self) -> dict:
+        return read_json(self.path / "train_config.json", {}) or {}
+
+    @property
+    def data_report(self) -> dict:
+        return read_json(self.path / "data_report.json", {}) or {}
+
+    def history(self) -> list[dict]:
+        """The events logged so far; a half-written last line (a crash mid-write) is skipped."""
+        events = []
+        try:
+            lines = (self.path / "history.jsonl").read_text().splitlines()
+        except OSError:
+            return events
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+    def __repr__(self):
+        return f"Run({self.path})"
+
+
+class RunWriter:
+    """Writes one run: starts it as `<id>.partial`, records events, and finishes or abandons it."""
+
+    def __init__(self, runs_dir: str | Path, run_id: str | None = None):
+        self.runs_dir = Path(runs_dir)
+        self.id = run_id or new_run_id()
+        self.path = self.runs_dir / f"{self.id}{PARTIAL}"
+        self.path.mkdir(parents=True, exist_ok=False)
+        self._lock = threading.Lock()
+        self.set_status("running", pid=os.getpid(), started=_now())
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "_checkpoints"
+
+    def write_json(self, name: str, value) -> None:
+        write_json(self.path / name, value)
+
+    def log_event(self, event: dict) -> None:
+        line = json.dumps({"time": round(time.time(), 3), **event}, default=str) + "\n"
+        with self._lock, open(self.path / "history.jsonl", "a") as f:
+            f.write(line)
+            f.flush()
+
+    def set_status(self, state: str, **extra) -> None:
+        assert state in STATES, state
+        with self._lock:
+            status = read_json(self.path / "status.json", {}) or {}
+            status.update(extra, state=state, updated=_now())
+            write_json(self.path / "status.json", status)
+
+    def finish(self, **extra) -> Path:
+        """Mark done and rename `<id>.partial` → `<id>`: from now on `latest()` may pick it."""
+        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+        self.set_status("done", finished=_now(), **extra)
+        final = self.runs_dir / self.id
+        os.replace(self.path, final)
+        self.path = final
+        return final
+
+    def abandon(self, state: str, message: str = "") -> Path:
+        """A stopped or failed run keeps its history and status, not its heavy checkpoints."""
+        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+        self.set_status(state, finished=_now(), message=message)
+        return self.path
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def list_runs(runs_dir: str | Path) -> list[Run]:
+    """Every run folder, newest first; a folder that is not a run is skipped with a warning."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = []
+    for path in runs_dir.iterdir():
+        if not path.is_dir() or path.name.startswith((".", "_")):
+            continue
+        run = Run(path)
+        if not run.status.get("state"):
+            log.warning("skipping %s: not a run folder (no readable status.json)", path)
+            continue
+        if run.state == "done" and not run.is_complete:
+            log.warning("skipping %s: marked done but its checkpoint is missing or incomplete", path)
+            continue
+        runs.append(run)
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def latest(runs_dir: str | Path) -> Run | None:
+    """The newest complete run, or None."""
+    return next((r for r in list_runs(runs_dir) if r.is_complete), None)
+
+
+def serving(runs_dir: str | Path) -> Run | None:
+    """The run chosen to serve (see `pin`), else the newest complete one."""
+    pinned = read_json(Path(runs_dir) / SERVING_FILE, {}) or {}
+    if pinned.get("run_id"):
+        run = Run(Path(runs_dir) / pinned["run_id"])
+        if run.is_complete:
+            return run
+        log.warning("pinned run %s is not a complete run; serving the latest instead", pinned["run_id"])
+    return latest(runs_dir)
+
+
+def pin(runs_dir: str | Path, run_id: str | None) -> None:
+    """Serve `run_id` instead of the latest; None returns to the latest (and to each new run)."""
+    path = Path(runs_dir) / SERVING_FILE
+    if run_id is None:
+        path.unlink(missing_ok=True)
+        return
+    if not Run(Path(runs_dir) / run_id).is_complete:
+        raise ValueError(f"{run_id} is not a complete run")
+    write_json(path, {"run_id": run_id})
+
+
+def mark_interrupted(runs_dir: str | Path) -> list[Run]:
+    """At start-up: runs left 'running' by a process that is gone (kill -9, a crash, a Space restart)
+    become 'interrupted', and their partial checkpoints are removed."""
+    marked = []
+    for run in list_runs(runs_dir):
+        status = run.status
+        if status.get("state") == "running" and not _alive(status.get("pid")):
+            shutil.rmtree(run.path / "_checkpoints", ignore_errors=True)
+            write_json(run.path / "status.json", {**status, "state": "interrupted", "updated": _now(),
+                                                  "message": "the process ended before the run finished"})
+            marked.append(run)
+    return marked
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_writable(runs_dir: str | Path, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Before training: the runs folder must be writable and have room for a checkpoint."""
+    from .errors import UserError
+
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        probe = runs_dir / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"the runs folder {runs_dir} is not writable ({exc.strerror or exc}): "
+                        f"set --runs-dir / RUNS_DIR to a writable folder") from None
+    free = shutil.disk_usage(runs_dir).free
+    if free < need_bytes:
+        raise UserError(f"only {free / 1024**2:.0f} MB free in {runs_dir}; a run needs about "
+                        f"{need_bytes / 1024**2:.0f} MB: free some space or point RUNS_DIR elsewhere")

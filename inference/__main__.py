@@ -1,0 +1,68 @@
+"""python -m inference [--model PATH_OR_REPO] "tweet" ... [--file F] [--json]
+
+Classifies tweets with a run folder, a Hub repo, or (default) the latest complete run in --runs-dir.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m inference", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("texts", nargs="*", help="tweets to classify")
+    p.add_argument("--model", help="run folder or Hub repo id (default: the latest complete run in --runs-dir)")
+    p.add_argument("--runs-dir", default=os.environ.get("RUNS_DIR", "runs"), help="where runs are (default: %(default)s)")
+    p.add_argument("--file", help="a text file with one tweet per line ('-' = standard input)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per tweet")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="number format (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+    from finetune.errors import UserError
+    from finetune.runs import latest
+    from .classifier import Classifier
+
+    texts = list(args.texts)
+    if args.file:
+        try:
+            lines = (sys.stdin if args.file == "-" else open(args.file, encoding="utf-8", errors="replace")).read()
+        except OSError as exc:
+            print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        texts += [line for line in lines.splitlines() if line.strip()]
+    if not texts:
+        print("error: give tweets as arguments or with --file", file=sys.stderr)
+        return 2
+    try:
+        source = args.model
+        if not source:
+            run = latest(args.runs_dir)
+            if run is None:
+                raise UserError(f"no complete run in {args.runs_dir}: train one (python -m finetune) or pass --model")
+            source = str(run.path)
+        clf = Classifier.load(source, precision=args.precision)
+        predictions = clf.classify(texts)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for text, pred in zip(texts, predictions):
+        if args.json:
+            print(json.dumps({"text": text, "model": clf.name, **pred.to_dict()}))
+        else:
+            scores = "  ".join(f"{k} {v:.3f}" for k, v in pred.scores.items())
+            print(f"{pred.label:<8}  {scores}  | {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

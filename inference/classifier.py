@@ -1,0 +1,149 @@
+"""Classifying tweets: a fine-tuned run (local folder or Hub repo), or the base model by few-shot prompting.
+
+    clf = Classifier.load("runs/20261126-101500-ab12")      # or a Hub repo id
+    clf.classify(["I love this!", "meh"])                    # → [Prediction(label, scores), ...]
+
+Batches are padded per batch (tweets sorted by length), run without autograd, and are safe to call
+from several threads. Empty text is an `InputError`; text past the max length is truncated.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from finetune.config import LABELS
+from finetune.errors import UserError
+from finetune.model import load_classifier, load_tokenizer, set_threads
+from finetune.runs import Run
+
+MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
+CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is never tokenised
+PRECISIONS = ("fp32", "bf16")
+
+
+class InputError(UserError, ValueError):
+    """A text that cannot be classified (e.g. empty); the message says what to do."""
+
+
+@dataclass
+class Prediction:
+    label: str
+    scores: dict            # label → probability, summing to 1
+
+    @property
+    def confidence(self) -> float:
+        return self.scores[self.label]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_text(text) -> str:
+    if not isinstance(text, str):
+        raise InputError(f"expected text, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError("the text is empty: type a tweet to classify")
+    return text
+
+
+class SentimentModel:
+    """What the app and the command line serve: a name, and texts → label probabilities."""
+
+    name: str = ""
+    kind: str = ""          # "fine-tuned" | "few-shot"
+
+    def __init__(self):
+        self._lock = threading.Lock()
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def classify(self, texts: list[str] | str) -> list[Prediction]:
+        single = isinstance(texts, str)
+        texts = [check_text(t) for t in ([texts] if single else texts)]
+        if not texts:
+            return []
+        with self._lock:  # fast tokenizers are not thread-safe; 2 cores gain nothing from overlap anyway
+            probs = self.predict_proba(texts)
+        return [Prediction(LABELS[int(p.argmax())], {l: float(p[i]) for i, l in enumerate(LABELS)})
+                for p in probs]
+
+
+class Classifier(SentimentModel):
+    """A fine-tuned sequence classifier: a run folder or a Hub repo (safetensors only)."""
+
+    kind = "fine-tuned"
+
+    def __init__(self, model, tokenizer, name: str, source: str, max_length: int = MAX_LENGTH,
+                 batch_size: int = 32):
+        super().__init__()
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.name, self.source = name, source
+        self.max_length, self.batch_size = max_length, batch_size
+
+    @classmethod
+    def load(cls, source: str | Path, precision: str = "fp32", revision: str | None = None,
+             threads: int = 0) -> "Classifier":
+        source = str(source)
+        path = Path(source).expanduser()
+        if (path / "status.json").exists():  # a run folder: only a complete one may serve
+            run = Run(path)
+            if not run.is_complete:
+                raise UserError(f"run {run.id} is not complete (state: {run.state}): pick a finished run")
+            name = run.id
+        elif path.exists():
+            name = path.name
+        else:  # a Hub repo: pin the commit it is at now, so that the name says exactly what serves
+            revision = revision or _hub_revision(source)
+            name = f"{source}@{(revision or 'main')[:8]}"
+        if precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}")
+        set_threads(threads)
+        tokenizer = load_tokenizer(source, revision=revision)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        model = load_classifier(source, tokenizer, revision=revision, dtype=dtype)
+        return cls(model, tokenizer, name, source)
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        cap = self.max_length * CHARS_PER_TOKEN_CAP
+        texts = [t[:cap] for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+        probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
+                                   padding=True, return_tensors="pt")
+            logits = self.model(**batch).logits.float()
+            probs[idx] = torch.softmax(logits, dim=-1).numpy()
+        return probs
+
+
+class FewShot(SentimentModel):
+    """The base model by few-shot prompting: the classifier before any fine-tuned run exists."""
+
+    kind = "few-shot"
+
+    def __init__(self, base_model: str, examples: list[tuple[str, int]]):
+        from finetune.baseline import FewShotClassifier
+
+        super().__init__()
+        self.clf = FewShotClassifier.load(base_model, examples)
+        self.name = f"{base_model} (base model, {len(examples)}-shot)"
+        self.source = base_model
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.clf.predict_proba(texts)
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit a Hub repo is at now; None when the Hub cannot be asked (loading then reports why)."""
+    try:
+        from huggingface_hub import model_info
+        return model_info(repo_id, timeout=10).sha
+    except Exception:
+        return None

@@ -1,0 +1,102 @@
+"""What to serve, and switching to a newer run without failing a request in flight.
+
+`find_model` picks, in order: the run chosen in the runs folder (the newest complete one unless one
+is pinned), else the Hub repo `hub_model_id`, else the base model by few-shot prompting. `ModelServer`
+holds the current model; a request takes a reference and keeps it to the end, so a swap never breaks
+one in flight.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from finetune.errors import UserError
+from finetune.runs import serving
+
+from .classifier import Classifier, FewShot, SentimentModel
+
+log = logging.getLogger(__name__)
+
+# few-shot examples for serving the base model before any run exists (written for this project)
+FEW_SHOT_EXAMPLES = [
+    ("I can't believe my flight got cancelled again, worst day ever", 0),
+    ("Heading to the office, meeting at 10", 1),
+    ("Just got tickets for the show tonight, so excited!!", 2),
+    ("My phone died and I lost all my photos", 0),
+    ("Does anyone know when the store opens on Sunday?", 1),
+    ("Thank you all for the birthday wishes, love you", 2),
+]
+
+
+class NoModel(UserError):
+    """Nothing could be loaded; the message says what to set."""
+
+
+def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "", k: int = 4,
+               precision: str = "fp32") -> SentimentModel:
+    reasons = []
+    run = serving(runs_dir)
+    if run is not None:
+        try:
+            return Classifier.load(run.path, precision=precision)
+        except UserError as exc:
+            reasons.append(f"run {run.id}: {exc}")
+    if hub_model_id:
+        try:
+            return Classifier.load(hub_model_id, precision=precision)
+        except UserError as exc:
+            reasons.append(f"Hub repo {hub_model_id}: {exc}")
+    if base_model:
+        try:
+            return FewShot(base_model, FEW_SHOT_EXAMPLES[:k])
+        except (UserError, ValueError) as exc:
+            reasons.append(f"base model {base_model}: {exc}")
+    raise NoModel("no model to serve: " + ("; ".join(reasons) or f"no complete run in {runs_dir}") +
+                  ". Train one (Train tab / python -m finetune), or set HUB_MODEL_ID to a trained repo, "
+                  "or BASE_MODEL to a local model folder")
+
+
+class ModelServer:
+    """Holds the model that serves; `refresh()` switches to a newer run when one appears."""
+
+    def __init__(self, runs_dir: str | Path, hub_model_id: str = "", base_model: str = "",
+                 precision: str = "fp32"):
+        self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
+        self.precision = precision
+        self._model: SentimentModel | None = None
+        self._error = ""
+        self._swap_lock = threading.Lock()
+
+    @property
+    def model(self) -> SentimentModel | None:
+        return self._model
+
+    @property
+    def error(self) -> str:
+        return self._error
+
+    def get(self) -> SentimentModel:
+        """The model to answer one request with (load lazily); raises NoModel with what to set."""
+        model = self._model
+        if model is None:
+            self.refresh()
+            model = self._model
+            if model is None:
+                raise NoModel(self._error)
+        return model
+
+    def refresh(self) -> bool:
+        """Load what should serve now if it differs from what serves; True when it switched."""
+        with self._swap_lock:
+            run, current = serving(self.runs_dir), self._model
+            if current is not None and (run is None or current.source == str(run.path)):
+                return False  # no local run (keep the Hub or few-shot model), or it already serves
+            try:
+                model = find_model(self.runs_dir, self.hub_model_id, self.base_model, precision=self.precision)
+            except UserError as exc:
+                self._error = str(exc)
+                return False
+            self._model, self._error = model, ""  # one reference assignment: requests in flight keep theirs
+            log.info("now serving %s", model.name)
+            return True

@@ -1,0 +1,116 @@
+"""Fixtures: a tiny GPT-2 with its own byte-level BPE tokenizer, and tiny tweet datasets, all made here.
+Nothing downloads; the whole suite runs offline."""
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.pop("HF_TOKEN", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+POSITIVE = ["love", "great", "happy", "awesome", "wonderful", "best", "amazing", "thanks", "fun", "glad"]
+NEGATIVE = ["hate", "awful", "sad", "terrible", "worst", "angry", "broken", "sick", "bad", "cry"]
+NEUTRAL = ["going", "today", "work", "bus", "meeting", "lunch", "home", "monday", "email", "office"]
+FILLER = ["the", "my", "this", "at", "so", "is", "was", "and", "it", "i", "we", "with", "for", "on"]
+
+
+def make_tweets(n: int, seed: int) -> list[dict]:
+    """Tweets whose sentiment follows from their words, so a tiny model can learn them."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 3
+        words = [NEGATIVE, NEUTRAL, POSITIVE][label]
+        tokens = rng.sample(FILLER, rng.randint(2, 6)) + rng.sample(words, rng.randint(1, 3))
+        rng.shuffle(tokens)
+        rows.append({"id": f"{seed}-{i}", "text": " ".join(tokens), "label": label,
+                     "label_text": ["negative", "neutral", "positive"][label]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def build_tiny_model(dest: Path, n_layer: int = 2, n_embd: int = 32) -> Path:
+    """A 2-layer GPT-2 and a byte-level BPE tokenizer trained on fixture tweets, saved like a Hub model."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    corpus = [r["text"] for r in make_tweets(600, 1)] + [
+        "Classify the sentiment of each tweet as negative, neutral or positive.",
+        "Tweet: Sentiment: negative neutral positive"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
+    dest.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(dest))
+    # transformers 5 names these `vocab` and `merges` (`vocab_file=` silently gives an empty tokenizer)
+    tokenizer = GPT2TokenizerFast(vocab=str(dest / "vocab.json"), merges=str(dest / "merges.txt"),
+                                  eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    assert len(tokenizer) > 100, "tokenizer came out empty"
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=n_embd, n_layer=n_layer, n_head=2,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A folder with train.jsonl (240 tweets) and test.jsonl (60 tweets), like the shared data."""
+    root = tmp_path_factory.mktemp("data") / "tweets"
+    write_jsonl(root / "train.jsonl", make_tweets(240, 2))
+    write_jsonl(root / "test.jsonl", make_tweets(60, 3))
+    return root
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def tiny_config(tiny_model, tiny_dataset, runs_dir):
+    """A config that trains the tiny model in a few seconds."""
+    from finetune.config import TrainConfig
+
+    def make(**overrides) -> TrainConfig:
+        values = dict(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=120, test_size=30,
+                      epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2, runs_dir=str(runs_dir),
+                      max_length=32)
+        values.update(overrides)
+        return TrainConfig(**values)
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model, tiny_dataset, tmp_path_factory) -> Path:
+    """One finished run of the tiny model, shared by tests that only read it."""
+    from finetune import train
+    from finetune.config import TrainConfig
+
+    cfg = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=180, test_size=60,
+                      epochs=3, batch_size=8, learning_rate=5e-3, few_shot_k=2, max_length=32,
+                      runs_dir=str(tmp_path_factory.mktemp("shared-runs")))
+    result = train.run(cfg)
+    assert result.state == "done"
+    return result.run_dir
