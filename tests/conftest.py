@@ -52,7 +52,7 @@ def build_tiny_model(dest: Path, n_layer: int = 2, n_embd: int = 32) -> Path:
 
     corpus = [r["text"] for r in make_tweets(600, 1)] + [
         "Classify the sentiment of each tweet as negative, neutral or positive.",
-        "Tweet: Sentiment: negative neutral positive"]
+        "Tweet: Sentiment: negative neutral positive"] + ["Sentiment: negative\nSentiment: neutral\nSentiment: positive"] * 50
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
     dest.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from finetune.config import LABELS
+from finetune.errors import UserError
+from finetune.model import check_source, granted_cores, load_classifier, load_tokenizer, resolve_precision, set_threads
+
+
+def test_pad_token_fix_batch_equals_one_by_one(tiny_model):
+    """The recipe's bug: without pad_token_id a padded batch classifies the wrong token."""
+    tok = load_tokenizer(str(tiny_model))
+    model = load_classifier(str(tiny_model), tok).eval()
+    assert tok.pad_token == tok.eos_token and model.config.pad_token_id == tok.pad_token_id
+    assert model.config.id2label == dict(enumerate(LABELS)) and model.config.label2id["positive"] == 2
+    texts = ["love", "i hate the monday bus so so much today", "meeting at the office"]
+    with torch.inference_mode():
+        batch = tok(texts, padding=True, return_tensors="pt")
+        together = model(**batch).logits
+        alone = torch.cat([model(**tok([t], return_tensors="pt")).logits for t in texts])
+    assert batch["attention_mask"].sum(1).tolist() != [batch["input_ids"].shape[1]] * 3  # really padded
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_bad_model_sources(tmp_path, tiny_model):
+    with pytest.raises(UserError, match="not a model folder"):
+        check_source(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(UserError, match="pickle"):
+        check_source(str(tmp_path))
+    with pytest.raises(UserError, match="does not exist"):
+        check_source("./no/such/model")
+    with pytest.raises(UserError, match="local folder"):
+        load_tokenizer("nobody/no-such-model-offline")
+
+
+def test_threads_follow_granted_cores(monkeypatch):
+    monkeypatch.setenv("CPU_CORES", "1")
+    assert granted_cores() == 1
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(0) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_precision_auto_falls_back_without_fast_hardware(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("finetune.model.cpu_has_amx", lambda: False)
+    assert resolve_precision("auto") == "fp32" and resolve_precision("fp16") == "fp32"
+    monkeypatch.setattr("finetune.model.cpu_has_amx", lambda: True)
+    assert resolve_precision("auto") == "bf16" and resolve_precision("fp32") == "fp32"
