@@ -1,0 +1,36 @@
+import numpy as np
+import torch
+
+from finetune.baseline import FewShotClassifier, build_prefix, evaluate, pick_examples
+from finetune.model import load_causal_lm, load_tokenizer
+
+ROWS = [(f"tweet {i}", i % 3) for i in range(30)]
+
+
+def test_examples_are_balanced_and_reproducible():
+    picked = pick_examples(ROWS, 6, seed=1)
+    assert sorted(l for _, l in picked) == [0, 0, 1, 1, 2, 2]
+    assert picked == pick_examples(ROWS, 6, seed=1) and pick_examples(ROWS, 0) == []
+    assert build_prefix(picked[:1]).count("Tweet: ") == 1
+
+
+def test_few_shot_scores_the_label_words_after_the_prompt(tiny_model):
+    tok = load_tokenizer(str(tiny_model))
+    model = load_causal_lm(str(tiny_model))
+    clf = FewShotClassifier(model, tok, pick_examples(ROWS, 3))
+    texts = ["i love this", "the monday bus at the office again", "so sad"]
+    probs = clf.predict_proba(texts, batch_size=2)
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # batched and padded equals one prompt at a time, scored by hand
+    for text, p in zip(texts, probs):
+        ids = torch.tensor([clf._encode(text)])
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0, -1, clf.label_token_ids]
+        np.testing.assert_allclose(p, torch.softmax(logits, -1).numpy(), atol=1e-5)
+
+
+def test_evaluate_is_cached(tiny_model, tmp_path):
+    a = evaluate(str(tiny_model), ROWS, ROWS[:9], k=0, cache_dir=tmp_path)
+    assert a["method"] == "zero-shot prompting" and a["n"] == 9
+    assert len(list(tmp_path.glob("baseline-*.json"))) == 1
+    assert evaluate(str(tiny_model), ROWS, ROWS[:9], k=0, cache_dir=tmp_path) == a
