@@ -86,6 +86,9 @@ class TrainConfig:
     hub_model_id: str = field(default="", metadata=_help(
         "Hub repo to push the finished run to (needs HF_TOKEN with write access); empty = no push."))
     hub_private: bool = field(default=False, metadata=_help("Create the Hub repo as private."))
+    include_corrections: bool = field(default=True, metadata=_help(
+        "Add people's corrections from the chat (<runs_dir>/corrections.jsonl) to the training rows, "
+        "de-duplicated against them and never in validation or test."))
 
     def __post_init__(self):
         self.train_size = parse_size(self.train_size)

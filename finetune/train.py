@@ -21,8 +21,9 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Printe
                           TrainerCallback, TrainingArguments)
 
 from . import baseline, data
+from . import corrections
 from .card import model_card
-from .config import TrainConfig
+from .config import LABELS, TrainConfig
 from .errors import UserError
 from .metrics import classification_metrics, trainer_metrics
 from .model import load_classifier, load_tokenizer, resolve_precision, set_threads
@@ -138,6 +139,9 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
 
     # fail on bad models or data before creating anything
     tokenizer = load_tokenizer(cfg.base_model)
+    recent = corrections.since_last_run(cfg.runs_dir)  # the new model is judged on these at the end
+    if cfg.include_corrections and extra_train is None:
+        extra_train = corrections.training_rows(cfg.runs_dir)
     splits, report = data.prepare(cfg, extra_train=extra_train)
 
     writer = RunWriter(cfg.runs_dir) if main else None
@@ -204,6 +208,10 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
             "stopped_early": trainer.state.global_step < trainer.state.max_steps,
             "precision": resolve_precision(cfg.precision),
         }
+        if recent:  # how often the new model agrees with people on the corrections since the previous run
+            metrics["corrections"] = _judge_corrections(trainer, tokenizer, cfg, recent)
+            metrics.setdefault("card_sections", []).append(
+                corrections.card_section(metrics["corrections"], report.corrections_added))
         if main:
             emit({"event": "test", "message": f"test accuracy {test['accuracy']:.3f}, macro-F1 {test['f1_macro']:.3f}"})
             if stop is None or not stop.is_set():
@@ -230,3 +238,13 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
 def _best_step(trainer: Trainer) -> int | None:
     best = trainer.state.best_model_checkpoint
     return int(best.rsplit("-", 1)[-1]) if best else None
+
+
+def _judge_corrections(trainer: Trainer, tokenizer, cfg: TrainConfig, recent: list) -> dict:
+    from datasets import Dataset, DatasetDict
+
+    rows = DatasetDict(corrections=Dataset.from_dict({"text": [c.text for c in recent],
+                                                      "label": [c.label for c in recent]}))
+    out = trainer.predict(data.tokenize(rows, tokenizer, cfg.max_length)["corrections"],
+                          metric_key_prefix="corrections")
+    return corrections.agreement(recent, [LABELS[i] for i in out.predictions.argmax(axis=-1)])

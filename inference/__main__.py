@@ -18,6 +18,8 @@ def parse_args(argv=None):
     p.add_argument("--runs-dir", default=os.environ.get("RUNS_DIR", "runs"), help="where runs are (default: %(default)s)")
     p.add_argument("--file", help="a text file with one tweet per line ('-' = standard input)")
     p.add_argument("--json", action="store_true", help="print one JSON object per tweet")
+    p.add_argument("--explain", action="store_true",
+                   help="also show the words that drove each label (word occlusion) and the span that carries it")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="number format (default: %(default)s)")
     return p.parse_args(argv)
 
@@ -51,16 +53,26 @@ def main(argv=None) -> int:
                 raise UserError(f"no complete run in {args.runs_dir}: train one (python -m finetune) or pass --model")
             source = str(run.path)
         clf = Classifier.load(source, precision=args.precision)
-        predictions = clf.classify(texts)
+        if args.explain:
+            from .classifier import Prediction
+            from .explain import explain_many
+            explanations = explain_many(clf, texts)
+            predictions = [Prediction(e.label, e.scores) for e in explanations]
+        else:
+            explanations, predictions = [None] * len(texts), clf.classify(texts)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for text, pred in zip(texts, predictions):
+    for text, pred, ex in zip(texts, predictions, explanations):
         if args.json:
-            print(json.dumps({"text": text, "model": clf.name, **pred.to_dict()}))
+            why = {"span": ex.span, "words": ex.to_dict()["words"]} if ex else {}
+            print(json.dumps({"text": text, "model": clf.name, **pred.to_dict(), **why}))
         else:
             scores = "  ".join(f"{k} {v:.3f}" for k, v in pred.scores.items())
             print(f"{pred.label:<8}  {scores}  | {text}")
+            if ex:
+                top = sorted(ex.words, key=lambda w: -abs(w[1]))[:5]
+                print(f"{'':<8}  span: {ex.span!r}  words: " + ", ".join(f"{w} {s:+.2f}" for w, s in top))
     return 0
 
 

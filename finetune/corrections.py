@@ -1,0 +1,224 @@
+"""People's corrections: replies the chat got wrong, with the right label, kept for the next retrain.
+
+    add(runs_dir, text, model_label="positive", corrected_label="negative", run_id="20261126-101500-ab12")
+    load(runs_dir)            # every correction, oldest first
+    training_rows(runs_dir)   # [(text, label id)] for finetune.data.prepare(extra_train=...)
+    waiting(runs_dir)         # the ones no finished run has learned from yet
+    push(runs_dir) / pull(runs_dir)    # to / from the Hub dataset HUB_DATASET_ID
+
+They live in `<runs_dir>/corrections.jsonl`, one JSON object per line, append-only. Each line goes in
+with a single `write` under an exclusive `flock` and is fsynced, so threads and processes writing at
+once never interleave, and a crash can at worst leave a torn last line: readers skip it, and the next
+`add` ends it first so that the new line stands alone.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .config import LABELS
+from .data import fold, label_id
+from .errors import UserError
+from .hub import PushResult, scrub
+from .runs import list_runs
+
+log = logging.getLogger(__name__)
+
+FILE = "corrections.jsonl"
+HUB_DATASET_ENV = "HUB_DATASET_ID"
+
+
+@dataclass
+class Correction:
+    text: str
+    model_label: str          # what the model answered
+    corrected_label: str      # what the person says it is
+    run_id: str = ""          # the run (or model name) that answered
+    time: str = ""            # UTC, ISO 8601
+
+    @property
+    def label(self) -> int:
+        return LABELS.index(self.corrected_label)
+
+
+def path(runs_dir: str | Path) -> Path:
+    return Path(runs_dir) / FILE
+
+
+def _label(value, what: str) -> str:
+    lid = label_id(value)
+    if lid is None:
+        raise UserError(f"{what} must be one of {', '.join(LABELS)}, got {value!r}")
+    return LABELS[lid]
+
+
+def add(runs_dir: str | Path, text: str, model_label, corrected_label, run_id: str = "") -> Correction:
+    """Append one correction (safe from many threads and processes at once); returns what was stored."""
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("a correction needs the tweet's text")
+    c = Correction(text=text, model_label=_label(model_label, "the model's label"),
+                   corrected_label=_label(corrected_label, "the corrected label"), run_id=str(run_id or ""),
+                   time=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+    if c.model_label == c.corrected_label:
+        raise UserError(f"the model already said {c.model_label}: pick the label it should have said")
+    line = (json.dumps(asdict(c), ensure_ascii=False) + "\n").encode()
+    file = path(runs_dir)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line from a crash: end it first
+            line = b"\n" + line
+        while line:
+            line = line[os.write(fd, line):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # also releases the lock
+    return c
+
+
+def _read(runs_dir: str | Path) -> bytes:
+    """The file's bytes, read under a shared lock so that no line is caught half-written."""
+    try:
+        fd = os.open(path(runs_dir), os.O_RDONLY)
+    except FileNotFoundError:
+        return b""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def load(runs_dir: str | Path) -> list[Correction]:
+    """Every correction, oldest first; a torn or unreadable line is skipped with a warning."""
+    out = []
+    for n, line in enumerate(_read(runs_dir).decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            c = Correction(**json.loads(line))
+            _label(c.corrected_label, "corrected_label")
+            out.append(c)
+        except (ValueError, TypeError, UserError):
+            log.warning("%s line %d is not a correction (a torn write?): skipped", path(runs_dir), n)
+    return out
+
+
+def training_rows(runs_dir: str | Path) -> list[tuple[str, int]]:
+    """(text, label id) per corrected tweet; when one tweet was corrected twice, the latest label wins."""
+    latest = {}
+    for c in load(runs_dir):
+        latest.pop(fold(c.text), None)  # re-insert: keeps the order of the latest corrections
+        latest[fold(c.text)] = (c.text, c.label)
+    return list(latest.values())
+
+
+def _started(run) -> datetime | None:
+    """When the run read the corrections. Its status says so to the second, and it reads them just
+    before: a correction made within that second counts as before the run."""
+    try:
+        started = datetime.fromisoformat(run.status.get("started") or "")
+    except ValueError:
+        return None
+    return started + timedelta(seconds=1) if not started.microsecond else started
+
+
+def collected_between(items: list[Correction], start: datetime | None, end: datetime | None = None) -> list[Correction]:
+    """The corrections made at or after `start` and before `end` (None = open)."""
+    def inside(c: Correction) -> bool:
+        t = datetime.fromisoformat(c.time)
+        return (start is None or t >= start) and (end is None or t < end)
+    return [c for c in items if c.time and inside(c)]
+
+
+def since_last_run(runs_dir: str | Path) -> list[Correction]:
+    """The corrections collected since the newest complete run started: what a run starting now is
+    judged on (how often it agrees with people about the previous model's mistakes)."""
+    done = [r for r in list_runs(runs_dir) if r.is_complete]
+    return collected_between(load(runs_dir), _started(done[0]) if done else None)
+
+
+def waiting(runs_dir: str | Path) -> list[Correction]:
+    """The corrections that no finished run has learned from: those made after the newest complete run
+    trained with include_corrections started."""
+    learned = [r for r in list_runs(runs_dir) if r.is_complete and r.config.get("include_corrections")]
+    return collected_between(load(runs_dir), _started(learned[0]) if learned else None)
+
+
+def agreement(items: list[Correction], predicted: list[str]) -> dict:
+    """How often a model's labels agree with people's: {"n", "agree", "accuracy"}."""
+    agree = sum(p == c.corrected_label for c, p in zip(items, predicted))
+    return {"n": len(items), "agree": agree, "accuracy": agree / len(items) if items else None}
+
+
+def card_section(result: dict, learned: int) -> str:
+    """The model card's paragraph on corrections (metrics.json `card_sections`)."""
+    text = f"## People's corrections\n\nThis run learned from {learned} correction(s) made in the chat."
+    if result.get("n"):
+        text += (f" On the {result['n']} collected since the previous run it agrees with people on "
+                 f"{result['agree']} ({result['accuracy']:.0%}).")
+    return text
+
+
+# --- the Hub copy ---------------------------------------------------------------------------------
+def _repo(repo_id: str | None) -> str:
+    return repo_id if repo_id is not None else os.environ.get(HUB_DATASET_ENV, "")
+
+
+def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bool = True) -> PushResult:
+    """Upload the corrections file to the Hub dataset `repo_id` (default: $HUB_DATASET_ID), private by
+    default (it holds people's tweets). Never raises: the result says pushed, skipped or failed."""
+    repo_id, token = _repo(repo_id), os.environ.get("HF_TOKEN")
+    body = _read(runs_dir)
+    if not repo_id:
+        return PushResult("skipped", message=f"no Hub dataset set ({HUB_DATASET_ENV})")
+    if not body:
+        return PushResult("skipped", repo_id, message="no corrections yet")
+    if api is None and not token:
+        return PushResult("skipped", repo_id, message="HF_TOKEN is not set: add a write token to push")
+    try:
+        if api is None:
+            from huggingface_hub import HfApi
+            api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        lines = body.count(b"\n")
+        api.upload_file(path_or_fileobj=body, path_in_repo=FILE, repo_id=repo_id, repo_type="dataset",
+                        commit_message=f"{lines} corrections")
+        return PushResult("pushed", repo_id, f"https://huggingface.co/datasets/{repo_id}",
+                          f"pushed {lines} corrections")
+    except Exception as exc:  # network, auth, rate limit: the local file stays as it is
+        return PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))
+
+
+def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResult:
+    """At start-up: fetch the corrections file from the Hub dataset when the local one is missing (a
+    fresh Space). Never raises and never overwrites a local file."""
+    repo_id, token = _repo(repo_id), os.environ.get("HF_TOKEN")
+    local = path(runs_dir)
+    if not repo_id:
+        return PushResult("skipped", message=f"no Hub dataset set ({HUB_DATASET_ENV})")
+    if local.exists():
+        return PushResult("skipped", repo_id, message="the local corrections file is kept")
+    try:
+        if api is None:
+            from huggingface_hub import HfApi
+            api = HfApi(token=token)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=local.parent) as tmp:
+            got = api.hf_hub_download(repo_id, FILE, repo_type="dataset", local_dir=tmp)
+            if not local.exists():  # a correction may have been added meanwhile: keep it
+                os.replace(got, local)
+        return PushResult("pulled", repo_id, message=f"pulled {len(load(runs_dir))} corrections")
+    except Exception as exc:
+        if type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError", "RepositoryNotFoundError"):
+            return PushResult("skipped", repo_id, message="no corrections on the Hub yet")
+        return PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))

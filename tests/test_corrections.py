@@ -1,0 +1,189 @@
+"""People's corrections: the append-only store, concurrent writers, torn lines, retrains, the Hub copy."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from finetune import corrections, data
+from finetune.errors import UserError
+
+
+def _add_many(runs_dir, who: str, n: int) -> None:
+    for i in range(n):
+        corrections.add(runs_dir, f"{who} tweet {i} " + "x" * (i * 37 % 300), "positive", "negative", run_id=who)
+
+
+def test_add_and_load_keep_every_field(tmp_path):
+    c = corrections.add(tmp_path, "my boss is bullying me", "positive", 0, run_id="20261126-101500-ab12")
+    assert (c.model_label, c.corrected_label, c.run_id) == ("positive", "negative", "20261126-101500-ab12")
+    assert datetime.fromisoformat(c.time).tzinfo is not None
+    assert corrections.load(tmp_path) == [c]
+    assert json.loads(corrections.path(tmp_path).read_text())["text"] == "my boss is bullying me"
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(text="  ", model_label="positive", corrected_label="negative"), "text"),
+    (dict(text="hi", model_label="positive", corrected_label="angry"), "negative, neutral, positive"),
+    (dict(text="hi", model_label="neutral", corrected_label="NEUTRAL"), "already said neutral"),
+])
+def test_bad_corrections_are_refused_in_words(tmp_path, kwargs, words):
+    with pytest.raises(UserError, match=words):
+        corrections.add(tmp_path, **kwargs)
+    assert corrections.load(tmp_path) == []
+
+
+def test_many_threads_writing_at_once_lose_nothing(tmp_path):
+    threads = [threading.Thread(target=_add_many, args=(tmp_path, f"t{k}", 40)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = corrections.path(tmp_path).read_text().splitlines()
+    assert len(lines) == 320 and all(json.loads(line)["text"] for line in lines)  # no torn or merged lines
+    texts = {c.text.split(" x")[0].rstrip() for c in corrections.load(tmp_path)}
+    assert texts == {f"t{k} tweet {i}" for k in range(8) for i in range(40)}
+
+
+def test_many_processes_writing_at_once_lose_nothing(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_add_many, args=(tmp_path, f"p{k}", 30)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert len(corrections.load(tmp_path)) == 120
+    assert len(corrections.path(tmp_path).read_text().splitlines()) == 120
+
+
+def test_a_torn_last_line_is_skipped_and_the_next_add_stands_alone(tmp_path):
+    first = corrections.add(tmp_path, "worst day ever", "positive", "negative")
+    with open(corrections.path(tmp_path), "a") as f:
+        f.write('{"text": "half a line from a cra')  # a crash mid-write
+    assert corrections.load(tmp_path) == [first]
+    second = corrections.add(tmp_path, "so happy today", "neutral", "positive")
+    assert corrections.load(tmp_path) == [first, second]
+
+
+def test_training_rows_keep_the_latest_label_of_a_tweet(tmp_path):
+    corrections.add(tmp_path, "Meh  day", "positive", "negative")
+    corrections.add(tmp_path, "other tweet", "positive", "neutral")
+    corrections.add(tmp_path, "meh day", "negative", "neutral")  # corrected again, differently
+    assert corrections.training_rows(tmp_path) == [("other tweet", 1), ("meh day", 1)]
+
+
+def _fake_run(runs_dir: Path, run_id: str, started: datetime, include: bool) -> None:
+    path = runs_dir / run_id
+    path.mkdir(parents=True)
+    (path / "status.json").write_text(json.dumps({"state": "done", "started": started.isoformat()}))
+    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(b"")
+    (path / "train_config.json").write_text(json.dumps({"include_corrections": include}))
+
+
+def test_waiting_and_since_last_run_count_from_the_newest_run(tmp_path):
+    old = corrections.add(tmp_path, "old one", "positive", "negative")
+    _fake_run(tmp_path, "20261126-100000-aaaa", datetime.now(timezone.utc), include=True)
+    new = corrections.add(tmp_path, "new one", "positive", "negative")
+    assert corrections.waiting(tmp_path) == [new]
+    assert corrections.since_last_run(tmp_path) == [new]
+    _fake_run(tmp_path, "20261126-110000-bbbb", datetime.now(timezone.utc), include=False)
+    assert corrections.waiting(tmp_path) == [new]         # the newest run did not learn from them
+    assert corrections.since_last_run(tmp_path) == []
+    assert corrections.agreement([old, new], ["negative", "neutral"]) == {"n": 2, "agree": 1, "accuracy": 0.5}
+
+
+def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_config, runs_dir, tiny_dataset):
+    from finetune import train
+
+    test_tweet = json.loads((tiny_dataset / "test.jsonl").read_text().splitlines()[0])["text"]
+    new = ["sad sad broken day", "glad thanks for the fun", "meeting at the office monday"]
+    for text, right in zip(new, ["negative", "positive", "neutral"]):
+        corrections.add(runs_dir, text, "neutral" if right != "neutral" else "positive", right)
+    corrections.add(runs_dir, test_tweet, "neutral", "negative")  # a test tweet must stay out of training
+
+    cfg = tiny_config()
+    splits, report = data.prepare(cfg, extra_train=corrections.training_rows(runs_dir))
+    plain, _ = data.prepare(tiny_config(include_corrections=False))
+    assert report.corrections_added == 3
+    assert set(new) <= set(splits["train"]["text"])
+    for split in ("validation", "test"):
+        assert splits[split]["text"] == plain[split]["text"]  # unchanged by the corrections
+        assert not set(new) & set(splits[split]["text"])
+
+    result = train.run(cfg)
+    assert result.state == "done"
+    assert json.loads((result.run_dir / "data_report.json").read_text())["corrections_added"] == 3
+    judged = result.metrics["corrections"]
+    assert judged["n"] == 4 and 0 <= judged["agree"] <= 4
+    card = (result.run_dir / "README.md").read_text()
+    assert "3 people's corrections were added" in card and "learned from 3 correction(s)" in card
+    assert corrections.waiting(runs_dir) == []
+
+    off = train.run(tiny_config(include_corrections=False))
+    assert off.state == "done" and "corrections" not in off.metrics  # none since the previous run
+    assert json.loads((off.run_dir / "data_report.json").read_text())["corrections_added"] == 0
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: one dataset repo in memory."""
+
+    def __init__(self, fail: str = ""):
+        self.files, self.calls, self.fail = {}, [], fail
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        if self.fail:
+            raise ConnectionError(self.fail)
+
+    def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type, **kwargs):
+        self.calls.append(("upload_file", repo_id, repo_type))
+        self.files[(repo_id, path_in_repo)] = bytes(path_or_fileobj)
+
+    def hf_hub_download(self, repo_id, filename, *, repo_type=None, local_dir=None, **kwargs):
+        assert repo_type == "dataset"
+        if (repo_id, filename) not in self.files:
+            from huggingface_hub.errors import EntryNotFoundError
+            raise EntryNotFoundError(f"{filename} not in {repo_id}")
+        out = Path(local_dir) / filename
+        out.write_bytes(self.files[(repo_id, filename)])
+        return str(out)
+
+
+def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
+    hub, space = FakeHub(), tmp_path / "space"
+    made = [corrections.add(space, f"tweet {i}", "positive", "negative") for i in range(3)]
+    pushed = corrections.push(space, api=hub)
+    assert pushed.state == "pushed" and pushed.repo_id == "me/tweet-corrections"
+    assert hub.calls[0] == ("create_repo", "me/tweet-corrections",
+                            {"repo_type": "dataset", "private": True, "exist_ok": True})
+
+    restarted = tmp_path / "restarted"  # a Space restart: the runs folder is empty
+    assert corrections.pull(restarted, api=hub).state == "pulled"
+    assert corrections.load(restarted) == made
+
+    corrections.add(restarted, "made after the pull", "neutral", "positive")
+    assert corrections.pull(restarted, api=hub).state == "skipped"  # a local file is never overwritten
+    assert len(corrections.load(restarted)) == 4
+
+
+def test_push_and_pull_report_instead_of_raising(tmp_path, monkeypatch):
+    monkeypatch.delenv("HUB_DATASET_ID", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    corrections.add(tmp_path, "a tweet", "positive", "negative")
+    assert "HUB_DATASET_ID" in corrections.push(tmp_path).message
+    assert "HF_TOKEN" in corrections.push(tmp_path, "me/c").message  # no client, no token: no network call
+    assert corrections.pull(tmp_path / "empty", "me/c", api=FakeHub()).state == "skipped"  # nothing there yet
+
+    token = "hf_" + "s3cr3t" * 5
+    monkeypatch.setenv("HF_TOKEN", token)
+    failed = corrections.push(tmp_path, "me/c", api=FakeHub(fail=f"auth failed for {token}"))
+    assert failed.state == "failed" and token not in failed.message and "ConnectionError" in failed.message
+    assert corrections.load(tmp_path)[0].text == "a tweet"  # the local file is untouched
