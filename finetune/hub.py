@@ -36,6 +36,26 @@ def scrub(text: str, token: str | None = None) -> str:
     return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
+def explain_failure(exc: Exception, repo_id: str) -> str:
+    """A failed push in one line: what went wrong and what to do (the run is kept either way)."""
+    import httpx2
+
+    from .errors import first_line, is_offline_error
+
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        hint = (f"the Hub refused the token (HTTP {status}): set HF_TOKEN to a token with write access "
+                f"to {repo_id}, then push again")
+    elif status == 429:
+        hint = "the Hub is limiting requests (HTTP 429): try again in a few minutes"
+    elif status is None and (isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError))
+                             or is_offline_error(exc)):
+        hint = "the Hub cannot be reached (network down or offline): push again once it is back"
+    else:
+        hint = f"the push to {repo_id} failed" + (f" (HTTP {status})" if status else "")
+    return f"{hint} [{type(exc).__name__}: {first_line(exc)}]"
+
+
 def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None) -> PushResult:
     """Create `repo_id` if needed and upload the run's checkpoint, card and reports as one commit.
 
@@ -61,7 +81,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None)
             revision = getattr(commit, "oid", "") or ""
             result = PushResult("pushed", repo_id, url, f"pushed run {run.id}" + (f" at {revision[:8]}" if revision else ""))
         except Exception as exc:  # network, auth, rate limit: report, keep the run
-            result = PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))
+            result = PushResult("failed", repo_id, message=scrub(explain_failure(exc, repo_id), token))
     if run.path.is_dir():
         write_json(run.path / PUSH_RESULT, result.to_dict())
     return result

@@ -51,6 +51,12 @@ def read_json(path: Path, default=None):
         return default
 
 
+def read_dict(path: Path) -> dict:
+    """A JSON object file as a dict; {} when it is missing, unreadable or not an object (a foreign file)."""
+    value = read_json(path)
+    return value if isinstance(value, dict) else {}
+
+
 class Run:
     """A run folder, complete or not."""
 
@@ -63,7 +69,7 @@ class Run:
 
     @property
     def status(self) -> dict:
-        return read_json(self.path / "status.json", {}) or {}
+        return read_dict(self.path / "status.json")
 
     @property
     def state(self) -> str:
@@ -76,15 +82,15 @@ class Run:
 
     @property
     def metrics(self) -> dict:
-        return read_json(self.path / "metrics.json", {}) or {}
+        return read_dict(self.path / "metrics.json")
 
     @property
     def config(self) -> dict:
-        return read_json(self.path / "train_config.json", {}) or {}
+        return read_dict(self.path / "train_config.json")
 
     @property
     def data_report(self) -> dict:
-        return read_json(self.path / "data_report.json", {}) or {}
+        return read_dict(self.path / "data_report.json")
 
     def history(self) -> list[dict]:
         """The events logged so far; a half-written last line (a crash mid-write) is skipped."""
@@ -95,9 +101,11 @@ class Run:
             return events
         for line in lines:
             try:
-                events.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(event, dict):
+                events.append(event)
         return events
 
     def __repr__(self):
@@ -131,7 +139,7 @@ class RunWriter:
     def set_status(self, state: str, **extra) -> None:
         assert state in STATES, state
         with self._lock:
-            status = read_json(self.path / "status.json", {}) or {}
+            status = read_dict(self.path / "status.json")
             status.update(extra, state=state, updated=_now())
             write_json(self.path / "status.json", status)
 
@@ -182,7 +190,7 @@ def latest(runs_dir: str | Path) -> Run | None:
 
 def serving(runs_dir: str | Path) -> Run | None:
     """The run chosen to serve (see `pin`), else the newest complete one."""
-    pinned = read_json(Path(runs_dir) / SERVING_FILE, {}) or {}
+    pinned = read_dict(Path(runs_dir) / SERVING_FILE)
     if pinned.get("run_id"):
         run = Run(Path(runs_dir) / pinned["run_id"])
         if run.is_complete:

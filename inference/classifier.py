@@ -17,7 +17,7 @@ import torch
 
 from finetune.config import LABELS
 from finetune.errors import UserError
-from finetune.model import load_classifier, load_tokenizer, set_threads
+from finetune.model import check_source, load_classifier, load_tokenizer, set_threads
 from finetune.runs import Run
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
@@ -93,6 +93,8 @@ class Classifier(SentimentModel):
         if (path / "status.json").exists():  # a run folder: only a complete one may serve
             run = Run(path)
             if not run.is_complete:
+                if run.state == "done":
+                    check_source(source)  # says what is wrong with its checkpoint (e.g. pickle weights only)
                 raise UserError(f"run {run.id} is not complete (state: {run.state}): pick a finished run")
             name = run.id
         elif path.exists():

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from finetune.errors import UserError
-from finetune.runs import serving
+from finetune.runs import list_runs, serving
 
 from .classifier import Classifier, FewShot, SentimentModel
 
@@ -36,11 +36,13 @@ class NoModel(UserError):
 def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "", k: int = 4,
                precision: str = "fp32") -> SentimentModel:
     reasons = []
-    run = serving(runs_dir)
-    if run is not None:
+    chosen = serving(runs_dir)
+    older = [r for r in list_runs(runs_dir) if r.is_complete and chosen and r.path != chosen.path]
+    for run in ([chosen] if chosen else []) + older:  # a run that cannot load (corrupt weights): the next one
         try:
             return Classifier.load(run.path, precision=precision)
         except UserError as exc:
+            log.warning("cannot serve run %s, trying the next one: %s", run.id, exc)
             reasons.append(f"run {run.id}: {exc}")
     if hub_model_id:
         try:
@@ -97,6 +99,8 @@ class ModelServer:
             except UserError as exc:
                 self._error = str(exc)
                 return False
+            if current is not None and model.source == current.source:
+                return False  # what should serve cannot load, and the fallback already serves
             self._model, self._error = model, ""  # one reference assignment: requests in flight keep theirs
             log.info("now serving %s", model.name)
             return True

@@ -1,0 +1,302 @@
+"""Faults at the engine level: a stop, a kill -9, a failing Hub, junk in the runs folder, no room to
+write, pickle weights and bad settings. Each must leave the last complete run serving and say what
+happened in one line."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+from huggingface_hub.utils import hf_raise_for_status
+
+from finetune import hub, runs, train
+from finetune.config import ConfigError
+from finetune.errors import UserError
+from finetune.model import check_source
+from inference.classifier import Classifier
+from inference.serving import ModelServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def previous(trained_run, runs_dir) -> runs.Run:
+    """A runs folder that already holds one complete run (a copy of the shared trained run)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(trained_run, runs_dir / trained_run.name)
+    return runs.Run(runs_dir / trained_run.name)
+
+
+# --- stop -----------------------------------------------------------------------------------------
+def test_stop_in_the_first_epoch_ends_at_the_next_step_and_the_previous_run_keeps_serving(
+        tiny_config, previous, runs_dir):
+    server = ModelServer(runs_dir)
+    assert server.get().source == str(previous.path)
+    stop, second_step, steps, stopped_at = threading.Event(), threading.Event(), [], {}
+
+    def on_event(event):
+        if event["event"] == "progress":
+            steps.append(event["step"])
+            if event["step"] == 2:  # the first epoch has 15 steps
+                second_step.set()
+
+    def press_stop():  # like the app's Stop button: another thread
+        second_step.wait(timeout=120)
+        stopped_at["t"] = time.monotonic()
+        stop.set()
+
+    threading.Thread(target=press_stop, daemon=True).start()
+    result = train.run(tiny_config(epochs=3), on_event=on_event, stop=stop)
+    seconds = time.monotonic() - stopped_at["t"]
+    print(f"stop → job ended in {seconds:.2f} s")
+    assert result.state == "stopped"
+    assert max(steps) <= 4, f"training went on after the stop: steps {steps}"
+    assert max(steps) < 15, "the stop came after the first epoch"
+    run = runs.Run(result.run_dir)
+    assert run.path.name.endswith(runs.PARTIAL) and run.state == "stopped"
+    assert not (run.path / "_checkpoints").exists() and not list(run.path.glob("*.safetensors"))
+    assert runs.latest(runs_dir).path == previous.path
+    assert server.refresh() is False and server.get().source == str(previous.path)
+    assert server.get().classify("so happy today")[0].label in ("negative", "neutral", "positive")
+
+
+# --- kill -9 ------------------------------------------------------------------------------------
+def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_model, tiny_dataset,
+                                                                          previous, runs_dir):
+    cmd = [sys.executable, "-m", "finetune", "--base-model", str(tiny_model), "--dataset", str(tiny_dataset),
+           "--train-size", "120", "--test-size", "30", "--epochs", "200", "--batch-size", "8",
+           "--max-length", "32", "--evals-per-epoch", "4", "--early-stopping-patience", "0",
+           "--few-shot-k", "0", "--runs-dir", str(runs_dir), "--quiet"]
+    env = {**os.environ, "CPU_CORES": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        partial = _wait_for_checkpoint(runs_dir, proc, timeout=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    run = runs.Run(partial)
+    assert run.state == "running"  # what a kill -9 leaves behind ...
+    assert runs.latest(runs_dir).path == previous.path  # ... which latest() never picks
+
+    marked = runs.mark_interrupted(runs_dir)  # what the app does at start-up
+    assert [r.path for r in marked] == [partial]
+    assert run.state == "interrupted" and "ended before" in run.status["message"]
+    assert not (partial / "_checkpoints").exists()
+    assert runs.latest(runs_dir).path == previous.path
+    assert ModelServer(runs_dir).get().source == str(previous.path)
+    assert runs.mark_interrupted(runs_dir) == []  # idempotent
+
+
+def _wait_for_checkpoint(runs_dir: Path, proc: subprocess.Popen, timeout: float) -> Path:
+    """The `.partial` folder of the subprocess's run, once it has written a checkpoint mid-training."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        for path in runs_dir.glob(f"*{runs.PARTIAL}"):
+            if list(path.glob("_checkpoints/checkpoint-*/*.safetensors")):
+                return path
+        time.sleep(0.05)
+    pytest.fail("no checkpoint written within the timeout")
+
+
+# --- the Hub push fails -----------------------------------------------------------------------------
+def _http_error(code: int, message: str = "") -> Exception:
+    response = httpx2.Response(code, request=httpx2.Request("POST", "https://huggingface.co/api/repos/create"),
+                               headers={"x-error-message": message} if message else {})
+    try:
+        hf_raise_for_status(response)
+    except Exception as exc:
+        return exc
+    raise AssertionError("no error raised")
+
+
+class FakeHub:
+    """Stands in for HfApi: fails with `error` until it is cleared, then records the upload."""
+
+    def __init__(self, error: Exception | None = None):
+        self.error, self.uploads = error, []
+
+    def create_repo(self, repo_id, **kwargs):
+        if self.error is not None:
+            raise self.error
+        return type("RepoUrl", (), {"url": f"https://huggingface.co/{repo_id}"})()
+
+    def upload_folder(self, **kwargs):
+        self.uploads.append(kwargs)
+        return type("CommitInfo", (), {"oid": "0123456789abcdef"})()
+
+
+@pytest.mark.parametrize("error, says", [
+    (httpx2.ConnectError("[Errno -3] Temporary failure in name resolution"), "cannot be reached"),
+    (_http_error(401, "Invalid credentials in Authorization header"), "HF_TOKEN"),
+    (_http_error(403), "HF_TOKEN"),
+    (_http_error(429), "try again"),
+], ids=["network", "401", "403", "429"])
+def test_a_failed_push_keeps_the_run_says_why_and_pushing_again_works(previous, runs_dir, error, says):
+    fake = FakeHub(error)
+    failed = hub.push_run(previous.path, "someone/tweet-sentiment", api=fake)
+    assert failed.state == "failed" and says in failed.message, failed.message
+    assert "\n" not in failed.message and "Traceback" not in failed.message
+    assert json.loads((previous.path / hub.PUSH_RESULT).read_text())["state"] == "failed"
+    assert previous.is_complete and runs.latest(runs_dir).path == previous.path
+    assert fake.uploads == []
+
+    fake.error = None  # the network is back / the token is fixed / the rate limit has passed
+    pushed = hub.push_run(previous.path, "someone/tweet-sentiment", api=fake)
+    assert pushed.state == "pushed" and pushed.url.endswith("someone/tweet-sentiment")
+    assert json.loads((previous.path / hub.PUSH_RESULT).read_text())["state"] == "pushed"
+    assert fake.uploads[0]["folder_path"] == str(previous.path)
+
+
+# --- junk in the runs folder --------------------------------------------------------------------------
+def test_corrupt_and_foreign_folders_are_skipped_with_a_warning(previous, runs_dir, caplog):
+    junk = {
+        "foreign": {"notes.txt": "not a run"},
+        "29990101-000000-bad1": {"status.json": "{half a json"},
+        "29990101-000000-bad2": {"status.json": "[1, 2, 3]"},
+        "29990101-000000-bad3": {"status.json": '{"state": "done"}'},  # no checkpoint
+        "29990101-000000-bad4": {"status.json": '{"state": "done"}', "config.json": "{}",
+                                 "pytorch_model.bin": "pickle"},
+    }
+    for name, files in junk.items():
+        (runs_dir / name).mkdir()
+        for file, text in files.items():
+            (runs_dir / name / file).write_text(text)
+    (runs_dir / "stray-file.txt").write_text("x")
+    with caplog.at_level(logging.WARNING, logger="finetune.runs"):
+        listed = runs.list_runs(runs_dir)
+        assert [r.path for r in listed] == [previous.path]
+        assert runs.latest(runs_dir).path == previous.path
+        assert runs.mark_interrupted(runs_dir) == []
+    warned = caplog.text
+    for name in junk:
+        assert name in warned, f"no warning for {name}"
+    assert ModelServer(runs_dir).get().source == str(previous.path)
+
+
+def test_a_newer_run_with_corrupt_weights_falls_back_to_the_previous_run(previous, runs_dir, caplog):
+    broken = runs_dir / "29990101-000000-beef"
+    shutil.copytree(previous.path, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)  # a truncated / corrupted file
+    assert runs.latest(runs_dir).path == broken  # complete by its files ...
+    with caplog.at_level(logging.WARNING):
+        model = ModelServer(runs_dir).get()  # ... but it cannot load, so the previous run serves
+    assert model.source == str(previous.path)
+    assert broken.name in caplog.text
+
+
+# --- no room, no write access -----------------------------------------------------------------------------
+def _no_work(monkeypatch):
+    """Make any loading of data or models fail loudly: the checks must come first."""
+    def boom(*args, **kwargs):
+        raise AssertionError("work started before the pre-checks")
+    monkeypatch.setattr(train.data, "prepare", boom)
+    monkeypatch.setattr(train, "load_tokenizer", boom)
+
+
+def test_unwritable_runs_folder_is_a_clear_error_before_training(tiny_config, tmp_path, monkeypatch):
+    _no_work(monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="not writable.*RUNS_DIR"):
+        train.run(tiny_config(runs_dir=str(blocker / "runs")))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_read_only_runs_folder_is_a_clear_error_before_training(tiny_config, tmp_path, monkeypatch):
+    _no_work(monkeypatch)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(UserError, match="not writable"):
+            train.run(tiny_config(runs_dir=str(ro)))
+    finally:
+        ro.chmod(0o700)
+
+
+def test_nearly_full_disk_is_a_clear_error_before_training(tiny_config, runs_dir, monkeypatch):
+    _no_work(monkeypatch)
+    real = shutil.disk_usage
+    monkeypatch.setattr(runs.shutil, "disk_usage", lambda p: real(p)._replace(free=50 * 1024**2))
+    with pytest.raises(UserError, match="only 50 MB free.*free some space"):
+        train.run(tiny_config())
+    assert not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+
+
+# --- pickle weights ---------------------------------------------------------------------------------------
+class _Trap:
+    """Unpickling this writes a file: the proof that a pickle was loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "pickle code ran"))
+
+
+def _pickle_only(src: Path, dest: Path, proof: Path) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.safetensors"))
+    (dest / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(proof)))
+    return dest
+
+
+def test_a_pickle_only_checkpoint_is_refused_with_a_message(trained_run, tmp_path):
+    proof = tmp_path / "pwned"
+    folder = _pickle_only(trained_run, tmp_path / "pickled", proof)
+    for load in (check_source, Classifier.load):
+        with pytest.raises(UserError, match="only pickle weights.*safetensors"):
+            load(str(folder))
+    assert not proof.exists()
+
+
+def test_a_run_folder_with_pickle_weights_is_not_served(trained_run, runs_dir, tmp_path):
+    runs_dir.mkdir()
+    proof = tmp_path / "pwned"
+    _pickle_only(trained_run, runs_dir / "29990101-000000-f00d", proof)
+    assert runs.latest(runs_dir) is None
+    assert not proof.exists()
+
+
+def test_safetensors_beside_a_pickle_loads_the_safetensors(trained_run, tmp_path):
+    proof = tmp_path / "pwned"
+    folder = tmp_path / "both"
+    shutil.copytree(trained_run, folder)
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Trap(proof)))
+    assert Classifier.load(str(folder)).classify("great day")[0].label
+    assert not proof.exists()
+
+
+# --- bad settings -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, says", [
+    ({"epochs": -1}, "epochs must be > 0"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"base_model": "./no/such/model"}, "does not exist"),
+    ({"base_model": "no-such-user/no-such-model"}, "cannot load"),
+], ids=["negative-epochs", "batch-0", "missing-model-path", "unknown-hub-model"])
+def test_bad_settings_are_refused_before_any_run_folder_exists(tiny_config, runs_dir, overrides, says):
+    with pytest.raises(UserError, match=says):
+        train.run(tiny_config(**overrides))
+    assert not runs_dir.exists() or not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+
+
+def test_a_dataset_without_labels_is_refused_before_any_run_folder_exists(tiny_config, runs_dir, tmp_path):
+    data = tmp_path / "nolabels.jsonl"
+    data.write_text("".join(json.dumps({"text": f"tweet {i}"}) + "\n" for i in range(20)))
+    with pytest.raises(UserError, match="no column 'label'.*--label-column"):
+        train.run(tiny_config(dataset=str(data)))
+    assert not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
