@@ -26,6 +26,18 @@ def is_offline_error(exc: BaseException) -> bool:
         "couldn't find", "does not appear to have"))
 
 
+def scrub(text: str, token: str | None = None) -> str:
+    """Remove the token (HF_TOKEN, and anything shaped like a Hub token) from a message before anyone sees it."""
+    import os
+    import re
+
+    token = token or os.environ.get("HF_TOKEN")
+    if token:
+        text = text.replace(token, "***")
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+
+
 def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+    """An exception's first line, for a one-line message: at most 300 characters, never a token."""
+    lines = scrub(str(exc)).strip().splitlines()
     return lines[0][:300] if lines else type(exc).__name__

@@ -9,6 +9,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import scrub
 from .runs import Run, write_json
 
 PUSHED_FILES = ["*.safetensors", "*.json", "*.txt", "*.jinja", "README.md", "history.jsonl"]
@@ -24,16 +25,6 @@ class PushResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def scrub(text: str, token: str | None = None) -> str:
-    """Remove the token (and anything shaped like one) from a message before anyone sees it."""
-    import re
-
-    token = token or os.environ.get("HF_TOKEN")
-    if token:
-        text = text.replace(token, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def explain_failure(exc: Exception, repo_id: str) -> str:

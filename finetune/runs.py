@@ -25,6 +25,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import scrub
+
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"
@@ -131,7 +133,7 @@ class RunWriter:
         write_json(self.path / name, value)
 
     def log_event(self, event: dict) -> None:
-        line = json.dumps({"time": round(time.time(), 3), **event}, default=str) + "\n"
+        line = scrub(json.dumps({"time": round(time.time(), 3), **event}, default=str)) + "\n"
         with self._lock, open(self.path / "history.jsonl", "a") as f:
             f.write(line)
             f.flush()
@@ -140,7 +142,8 @@ class RunWriter:
         assert state in STATES, state
         with self._lock:
             status = read_dict(self.path / "status.json")
-            status.update(extra, state=state, updated=_now())
+            status.update({k: scrub(v) if isinstance(v, str) else v for k, v in extra.items()},
+                          state=state, updated=_now())
             write_json(self.path / "status.json", status)
 
     def finish(self, **extra) -> Path:

@@ -1,0 +1,106 @@
+"""HF_TOKEN never shows: not in output, logs, exceptions, run folders or model cards, even when the Hub
+answers with an error that quotes it."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+
+from finetune import __main__ as cli
+from finetune import data, hub, train
+from finetune.errors import UserError
+
+TOKEN = "hf_CANARYtoken0123456789abcdefGHIJ"
+SECRET = "CANARYtoken0123456789"  # the part that must not show in any form
+
+
+def _assert_clean(text: str, where: str) -> None:
+    assert SECRET not in text, f"the token leaked into {where}"
+
+
+def _assert_folder_clean(folder: Path) -> int:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), f"the token leaked into {path}"
+    return len(files)
+
+
+class LeakyHub:
+    """A Hub client that fails the way a careless server or proxy might: quoting the token back."""
+
+    seen_tokens: list = []
+
+    def __init__(self, token=None, **kwargs):
+        LeakyHub.seen_tokens.append(token)
+        self.token = token
+
+    def create_repo(self, repo_id, **kwargs):
+        raise PermissionError(f"401 Unauthorized: token {self.token} cannot write to {repo_id}\nheaders: "
+                              f"Authorization: Bearer {self.token}")
+
+    def upload_folder(self, **kwargs):
+        raise AssertionError("no upload after a failed create_repo")
+
+
+@pytest.fixture
+def token(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    LeakyHub.seen_tokens = []
+    return TOKEN
+
+
+def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, tiny_model, tiny_dataset, runs_dir,
+                                                                 monkeypatch, capsys, caplog):
+    monkeypatch.setattr(huggingface_hub, "HfApi", LeakyHub)  # what push_run builds from HF_TOKEN
+    argv = ["--base-model", str(tiny_model), "--dataset", str(tiny_dataset), "--train-size", "60",
+            "--test-size", "30", "--epochs", "1", "--batch-size", "8", "--max-length", "32",
+            "--few-shot-k", "0", "--runs-dir", str(runs_dir), "--push-to-hub", "someone/tweet-sentiment"]
+    with caplog.at_level(logging.DEBUG):
+        code = cli.main(argv)
+    out = capsys.readouterr()
+    assert code == 3, out.err  # trained, push failed
+    assert LeakyHub.seen_tokens == [token]  # the token was really in play
+    assert "the Hub refused the token" in out.out or "failed" in out.out
+    for text, where in ((out.out, "stdout"), (out.err, "stderr"), (caplog.text, "the logs")):
+        _assert_clean(text, where)
+    run_dir = next(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    assert (run_dir / "README.md").exists() and (run_dir / hub.PUSH_RESULT).exists()
+    assert _assert_folder_clean(runs_dir) > 5
+
+    # the exception's own text, when push_run is called directly (the app's "push again")
+    result = hub.push_run(run_dir, "someone/tweet-sentiment", api=LeakyHub(token))
+    assert result.state == "failed" and "***" in result.message
+    _assert_clean(result.message, "the push result")
+    _assert_clean((run_dir / hub.PUSH_RESULT).read_text(), "push.json")
+
+
+def test_a_hub_error_quoting_the_token_while_loading_data_is_scrubbed(token, tiny_config, runs_dir, monkeypatch):
+    def leaky_load_dataset(name, *args, **kwargs):
+        raise OSError(f"401 Client Error for {name}: invalid token {token}")
+    monkeypatch.setattr(data, "load_dataset", leaky_load_dataset)
+    with pytest.raises(UserError) as caught:
+        train.run(tiny_config(dataset="someone/private-tweets"))
+    _assert_clean(str(caught.value), "the error message")
+    assert "cannot load dataset" in str(caught.value)
+
+
+def test_a_failure_mid_run_quoting_the_token_is_scrubbed_in_the_run_folder(token, tiny_config, runs_dir,
+                                                                           monkeypatch):
+    def leaky_tokenize(*args, **kwargs):
+        raise RuntimeError(f"remote tokenizer refused token {token}")
+    monkeypatch.setattr(train.data, "tokenize", leaky_tokenize)
+    with pytest.raises(RuntimeError):
+        train.run(tiny_config())
+    (failed,) = [p for p in runs_dir.iterdir() if p.name.endswith(".partial")]
+    assert "failed" in (failed / "status.json").read_text()
+    _assert_folder_clean(runs_dir)
+
+
+def test_scrub_hides_the_token_and_anything_shaped_like_one(token):
+    from finetune.errors import first_line, scrub
+
+    assert scrub(f"a {token} b") == "a *** b"
+    assert scrub("x hf_abcdefghijklmnop y", token=None) == "x hf_*** y"
+    assert SECRET not in first_line(ValueError(f"bad {token}\nsecond line"))
