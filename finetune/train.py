@@ -20,11 +20,11 @@ import torch
 from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer,
                           TrainerCallback, TrainingArguments)
 
-from . import baseline, data
+from . import baseline, data, diagnosis, forgetting
 from . import corrections
 from .card import model_card
 from .config import LABELS, TrainConfig
-from .errors import UserError
+from .errors import UserError, first_line
 from .metrics import classification_metrics, trainer_metrics
 from .model import load_classifier, load_tokenizer, resolve_precision, set_threads
 from .runs import Run, RunWriter, check_writable
@@ -119,7 +119,53 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_val
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
     )
+
+
+def load_model(cfg: TrainConfig, tokenizer):
+    """The classifier to train: every weight, or (cfg.lora) LoRA adapters plus the classification head.
+    Seeded first, so that the new head starts the same in a run and in the sweep trial it repeats."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model = load_classifier(cfg.base_model, tokenizer)
+    if not cfg.lora:
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = [m.strip() for m in cfg.lora_target_modules.split(",") if m.strip()]
+    lora = LoraConfig(task_type=TaskType.SEQ_CLS,  # SEQ_CLS: the head ("score") is trained in full too
+                      r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=(targets[0] if targets == ["all-linear"] else targets) or None)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise UserError(f"LoRA cannot wrap {cfg.base_model}: {str(exc).splitlines()[0]}; set "
+                        f"--lora-target-modules to names of its linear layers (or 'all-linear')") from None
+
+
+def merge_lora(trainer: Trainer) -> None:
+    """Fold trained LoRA adapters into the weights, so that the run folder is a plain checkpoint."""
+    if hasattr(trainer.model, "merge_and_unload"):
+        trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
+
+
+def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, output_dir: Path, callbacks: list,
+                  num_processes: int = 1) -> Trainer:
+    """The Trainer of a run or of a sweep trial: validation every eval, early stopping, best checkpoint."""
+    has_val = len(tokenized["validation"]) > 0
+    args = training_arguments(cfg, output_dir, len(tokenized["train"]), has_val, num_processes)
+    callbacks = list(callbacks)
+    if has_val and cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = Trainer(
+        model=model, args=args, train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"] if has_val else None,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=trainer_metrics, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # our Progress callback reports instead
+    return trainer
 
 
 def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Event | None = None,
@@ -130,7 +176,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
 
     cfg.validate()
     listeners = [on_event] if on_event else []
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process
     if main:
         check_writable(cfg.runs_dir)
@@ -169,20 +215,10 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
             writer.write_json("data_report.json", report.to_dict())
             emit({"event": "data", "message": report.summary(), "sizes": report.sizes})
 
-        model = load_classifier(cfg.base_model, tokenizer)
+        model = load_model(cfg, tokenizer)
         tokenized = data.tokenize(splits, tokenizer, cfg.max_length)
-        has_val = len(tokenized["validation"]) > 0
-        args = training_arguments(cfg, output / "_checkpoints", len(tokenized["train"]), has_val,
-                                  state.num_processes)
-        callbacks = [Progress(emit, stop)]
-        if has_val and cfg.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-        trainer = Trainer(
-            model=model, args=args, train_dataset=tokenized["train"],
-            eval_dataset=tokenized["validation"] if has_val else None,
-            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=trainer_metrics, callbacks=callbacks)
-        trainer.remove_callback(PrinterCallback)  # our Progress callback reports instead
+        trainer = build_trainer(cfg, model, tokenizer, tokenized, output / "_checkpoints",
+                                [Progress(emit, stop)], state.num_processes)
         emit({"event": "start", "message": f"training {cfg.base_model} on {len(tokenized['train'])} tweets, "
               f"{cfg.epochs:g} epoch(s), precision {resolve_precision(cfg.precision)}"})
         started = time.monotonic()
@@ -196,6 +232,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
             emit({"event": "stopped", "message": "stopped by request; the previous model keeps serving"})
             return RunResult("stopped", output, run_id[0], message="stopped by request")
 
+        merge_lora(trainer)  # a LoRA run is saved, tested and served as a plain checkpoint
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
         test = classification_metrics(prediction.label_ids, prediction.predictions.argmax(axis=-1))
         metrics = {
@@ -213,6 +250,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
             metrics.setdefault("card_sections", []).append(
                 corrections.card_section(metrics["corrections"], report.corrections_added))
         if main:
+            _quality(cfg, trainer.model, tokenizer, metrics, Run(writer.path).history(), emit, stop)
             emit({"event": "test", "message": f"test accuracy {test['accuracy']:.3f}, macro-F1 {test['f1_macro']:.3f}"})
             if stop is None or not stop.is_set():
                 emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
@@ -233,6 +271,25 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
         if writer and writer.path.name.endswith(".partial"):
             writer.abandon("failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
+
+
+def _quality(cfg: TrainConfig, model, tokenizer, metrics: dict, history: list[dict], emit: Listener,
+             stop: threading.Event | None) -> None:
+    """metrics["fit_diagnosis"] (over/underfitting, from the history) and metrics["forgetting"] (the
+    perplexity meter), each with its model-card section."""
+    metrics["fit_diagnosis"] = diagnosis.diagnose(history)
+    sections = metrics.setdefault("card_sections", [])
+    sections.append(diagnosis.card_section(metrics["fit_diagnosis"]))
+    emit({"event": "diagnosis", "message": metrics["fit_diagnosis"]["summary"]})
+    if cfg.measure_forgetting and (stop is None or not stop.is_set()):
+        try:
+            metrics["forgetting"] = forgetting.measure(cfg.base_model, model, tokenizer)
+        except Exception as exc:  # e.g. a base model without a causal-LM head: the run itself is fine
+            metrics["forgetting"] = {"error": f"not measured: {first_line(exc)}"}
+            emit({"event": "forgetting", "message": metrics["forgetting"]["error"]})
+            return
+        sections.append(forgetting.card_section(metrics["forgetting"]))
+        emit({"event": "forgetting", "message": metrics["forgetting"]["summary"]})
 
 
 def _best_step(trainer: Trainer) -> int | None:
