@@ -1,0 +1,233 @@
+"""One background training at a time, for the app: start, stop, status, push.
+
+    job = TrainingJob("runs", on_done=server.refresh)
+    job.start(TrainConfig(...))          # → (True, "started ...") or (False, "why not")
+    job.status()                         # → {"state": "running", "step": 12, "total_steps": 60, ...}
+    job.stop()                           # ends it at the next step; the previous model keeps serving
+
+Bad settings are refused before the thread starts. The state a page shows comes from the server, not
+the page: the run folder (status.json, history.jsonl, metrics.json, push.json) plus what the job holds
+in memory, so a reload or a second browser sees the same run.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import hub, train
+from .config import TrainConfig
+from .errors import UserError, first_line, looks_like_path
+from .model import check_source
+from .runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, read_json
+
+log = logging.getLogger(__name__)
+
+JOB_STATES = ("idle", "running", "done", "failed", "stopped")
+
+
+class TrainingJob:
+    """Runs `finetune.train.run` in a daemon thread; one job at a time, never queued."""
+
+    def __init__(self, runs_dir: str | Path, on_done: Callable[[train.RunResult], object] | None = None,
+                 hub_api=None):
+        self.runs_dir = Path(runs_dir)
+        self.on_done = on_done
+        self.hub_api = hub_api              # tests pass a fake Hub client; None = the real one
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._cfg: TrainConfig | None = None
+        self._state, self._message = "idle", ""
+        self._run_id = ""
+        self._progress: dict = {}
+        self._pushing: dict | None = None   # the push in progress, until push.json has its result
+        self._events: list[dict] = []      # the job's own events (started, failed, push ...)
+        self.interrupted = mark_interrupted(self.runs_dir)
+
+    # --- actions ------------------------------------------------------------------------------------
+    def start(self, cfg: TrainConfig) -> tuple[bool, str]:
+        """Start training `cfg` in the background; refused (with the reason) while a job runs or when
+        the settings cannot work."""
+        with self._lock:
+            if self.busy:
+                return False, f"a job is already running ({self._describe()}): wait for it or press Stop"
+            try:
+                check_settings(cfg)
+            except UserError as exc:
+                return False, f"not started: {exc}"
+            self._cfg, self._stop = cfg, threading.Event()
+            self._state, self._message, self._run_id = "running", "starting: loading the model and data", ""
+            self._progress, self._events = {}, []
+            self._note("started", f"training {cfg.base_model} on {cfg.dataset}")
+            self._thread = threading.Thread(target=self._work, args=(cfg, self._stop), name="training-job",
+                                            daemon=True)
+            self._thread.start()
+        return True, f"started: training {cfg.base_model} on {cfg.dataset}"
+
+    def stop(self) -> tuple[bool, str]:
+        with self._lock:
+            if self._state != "running":
+                return False, "no training is running"
+            self._stop.set()
+            self._message = "stopping at the next step"
+        return True, "stopping at the next step; the model that serves now keeps serving"
+
+    def push_again(self, run_id: str | None = None, repo_id: str = "") -> tuple[bool, str]:
+        """Push a finished run (default: the job's last, else the newest complete one) to `repo_id`
+        (default: the repo it was trained for)."""
+        with self._lock:
+            if self.busy:
+                return False, f"a job is running ({self._describe()}): push when it has finished"
+            run = self._run(run_id) if run_id else (self._run() if self._state == "done" else None)
+            run = run or next((r for r in list_runs(self.runs_dir) if r.is_complete), None)
+            if run is None or not run.is_complete:
+                return False, "no finished run to push: train one first"
+            repo = repo_id or run.config.get("hub_model_id", "")
+            if not repo:
+                return False, "no Hub repo set: set HUB_MODEL_ID (or the Hub repo setting) and train again"
+            private = bool(run.config.get("hub_private", False))
+            self._thread = threading.Thread(target=self._push, args=(run, repo, private), name="hub-push",
+                                            daemon=True)
+            self._thread.start()
+        return True, f"pushing run {run.id} to {repo}"
+
+    # --- state --------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> dict:
+        """A JSON-able snapshot: state, run_id, step, total_steps, epoch, eta_s, message, and when
+        done the metrics, data report and push result. With no job since start-up: the newest run."""
+        run = self._run() if self._run_id else None
+        status = self._idle_status() if run is None and self._state == "idle" else self._job_status(run)
+        if self._pushing:
+            status["push"] = self._pushing
+        return status
+
+    def _job_status(self, run: Run | None) -> dict:
+        folder = run.status if run else {}
+        progress = {k: folder.get(k) for k in ("step", "total_steps", "epoch", "eta_s")}
+        progress.update({k: v for k, v in self._progress.items() if v is not None})  # fresher than the file
+        status = {"state": self._state, "run_id": self._run_id or None, **progress,
+                  "elapsed_s": self._progress.get("elapsed_s"), "message": self._message,
+                  "base_model": self._cfg.base_model if self._cfg else None,
+                  "hub_model_id": self._cfg.hub_model_id if self._cfg else "",
+                  "started": folder.get("started")}
+        if run and self._state in ("done", "stopped", "failed"):
+            status.update(_results(run))
+        return status
+
+    def events(self) -> list[dict]:
+        """The run's history (log, eval, data, test ... events) and the job's own, oldest first."""
+        run = self._run() if self._run_id else self._newest()
+        history = run.history() if run else []
+        return sorted(history + self._events, key=lambda e: e.get("time", 0))
+
+    def current_run(self) -> Run | None:
+        """The run the job works (or last worked) on; with no job since start-up, the newest one."""
+        return self._run() if self._run_id else self._newest()
+
+    # --- the thread ---------------------------------------------------------------------------------
+    def _work(self, cfg: TrainConfig, stop: threading.Event) -> None:
+        try:
+            result = train.run(cfg, on_event=self._on_event, stop=stop)
+        except UserError as exc:
+            self._finish("failed", f"failed: {exc}")
+            return
+        except Exception as exc:  # a bug or a resource problem: keep the app up, say what happened
+            log.exception("training failed")
+            self._finish("failed", f"failed: {type(exc).__name__}: {first_line(exc)}")
+            return
+        self._run_id = result.run_id or self._run_id
+        if result.state != "done":
+            self._finish(result.state, f"{result.state}: {result.message}")
+            return
+        if self.on_done is not None:
+            try:
+                self.on_done(result)  # the app switches Classify to the new run before we say "done"
+            except Exception as exc:
+                log.exception("on_done failed")
+                self._note("warning", f"the new run could not be served: {first_line(exc)}")
+        test = result.metrics.get("test", {})
+        self._finish("done", f"done: run {result.run_id}, test accuracy {test.get('accuracy', 0):.3f}, "
+                             f"macro-F1 {test.get('f1_macro', 0):.3f}")
+        if cfg.hub_model_id:
+            self._push(Run(result.run_dir), cfg.hub_model_id, cfg.hub_private)
+
+    def _push(self, run: Run, repo: str, private: bool) -> None:
+        self._note("push", f"pushing run {run.id} to {repo}")
+        self._pushing = {"state": "pushing", "repo_id": repo, "url": "", "message": f"pushing run {run.id}"}
+        try:
+            result = hub.push_run(run.path, repo, private, api=self.hub_api)  # never raises
+        finally:
+            self._pushing = None
+        self._note("push", f"push {result.state}: {result.url or result.repo_id} {result.message}".strip())
+
+    def _on_event(self, event: dict) -> None:
+        self._run_id = event.get("run_id") or self._run_id
+        if event["event"] == "progress":
+            self._progress = {k: event.get(k) for k in ("step", "total_steps", "epoch", "eta_s", "elapsed_s")}
+            if not self._stop.is_set():
+                self._message = "training"
+        elif event.get("message") and not self._stop.is_set():
+            self._message = event["message"]
+
+    def _finish(self, state: str, message: str) -> None:
+        with self._lock:
+            self._state, self._message = state, message
+        self._note(state, message)
+
+    def _note(self, kind: str, message: str) -> None:
+        self._events.append({"time": round(time.time(), 3), "event": kind, "message": message})
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _describe(self) -> str:
+        step, total = self._progress.get("step"), self._progress.get("total_steps")
+        if self._pushing:
+            return f"{self._pushing['message']} to {self._pushing['repo_id']}"
+        if not self._run_id:
+            return "starting"
+        return f"run {self._run_id}" + (f", step {step}/{total}" if step is not None and total else "")
+
+    def _run(self, run_id: str | None = None) -> Run | None:
+        run_id = run_id or self._run_id
+        for name in (run_id, run_id + PARTIAL):
+            if name and (self.runs_dir / name / "status.json").exists():
+                return Run(self.runs_dir / name)
+        return None
+
+    def _newest(self) -> Run | None:
+        return next(iter(list_runs(self.runs_dir)), None)
+
+    def _idle_status(self) -> dict:
+        run = self._newest()
+        status = {"state": "idle", "run_id": None, "step": None, "total_steps": None, "epoch": None,
+                  "eta_s": None, "message": "no training since the app started"}
+        if run is not None:
+            status["last_run"] = {"run_id": run.id, "state": run.state, "message": run.status.get("message", "")}
+            status["message"] = f"no training since the app started; the newest run is {run.id} ({run.state})"
+            if run.is_complete:
+                status.update(_results(run))
+        return status
+
+
+def _results(run: Run) -> dict:
+    """What a finished (or ended) run has to show: metrics, data report, push result."""
+    return {"metrics": run.metrics or None, "data_report": run.data_report or None,
+            "push": read_json(run.path / hub.PUSH_RESULT)}
+
+
+def check_settings(cfg: TrainConfig) -> TrainConfig:
+    """What can be checked in a moment, before any thread starts: the config, that local model and
+    dataset paths exist, that the runs folder is writable. (Hub ids are checked by loading them.)"""
+    cfg.validate()
+    check_source(cfg.base_model)
+    path = Path(cfg.dataset).expanduser()
+    if not path.exists() and looks_like_path(cfg.dataset):
+        raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
+    check_writable(cfg.runs_dir)
+    return cfg

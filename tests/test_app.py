@@ -1,0 +1,203 @@
+"""app.py through its named API with gradio_client, the app launched in-process (uvicorn in a thread)
+with the tiny model and data: classify before any run, train, refuse a second train, poll to done,
+classify with the new run, stop, restart on the same runs folder, bad inputs, the admin rule."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import shutil
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+import app as app_module
+from finetune.config import LABELS, TrainConfig
+
+
+@contextlib.contextmanager
+def serve(defaults: TrainConfig, admin_users=()):
+    """The app on a free local port; yields (gradio_client.Client, Backend, base url)."""
+    import uvicorn
+
+    fastapi_app, _, backend = app_module.create_app(defaults, admin_users=list(admin_users))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(fastapi_app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/"
+    client = Client(url, verbose=False)
+    try:
+        yield client, backend, url
+    finally:
+        client.close()  # ends its heartbeat stream, so that the server need not wait for it
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def defaults(tiny_model, tiny_dataset, runs_dir):
+    return TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
+                       train_size=60, test_size=30, epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2,
+                       max_length=32)
+
+
+def wait_for_end(client: Client, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.predict(api_name="/status")
+        if status["state"] != "running":
+            return status
+        time.sleep(0.3)
+    raise AssertionError("training did not end in time")
+
+
+def assert_prediction(result: dict) -> None:
+    assert result["label"] in LABELS
+    assert set(result["probabilities"]) == set(LABELS)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_train_through_the_api_then_classify_with_the_new_run_and_after_a_restart(defaults, runs_dir):
+    with serve(defaults) as (client, backend, url):
+        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        assert {"/classify", "/train", "/status", "/stop", "/push"} <= set(endpoints)
+        train_params = {p["parameter_name"] for p in endpoints["/train"]["parameters"]}
+        assert {"base_model", "dataset", "train_size", "test_size", "epochs", "learning_rate"} <= train_params
+        assert "runs_dir" not in train_params
+
+        before = client.predict(text="so happy today, love it", api_name="/classify")
+        assert_prediction(before)
+        assert "base model" in before["model"]  # few-shot before any run
+
+        started = client.predict(train_size=60, test_size=30, epochs=1, api_name="/train")
+        assert started["accepted"], started
+        second = client.predict(epochs=2, api_name="/train")
+        assert not second["accepted"] and "already running" in second["message"]
+
+        status = wait_for_end(client)
+        assert status["state"] == "done", status
+        assert status["step"] == status["total_steps"] > 0
+        assert {"accuracy", "f1_macro", "confusion_matrix"} <= set(status["metrics"]["test"])
+        assert status["metrics"]["baseline"]["accuracy"] >= 0
+
+        after = client.predict(text="so happy today, love it", api_name="/classify")
+        assert_prediction(after)
+        assert after["model"] == status["run_id"]
+        health = httpx.get(url + "health").json()
+        assert health["model_loaded"] and health["model"] == status["run_id"] and not health["job_running"]
+
+    with serve(defaults) as (client, backend, url):  # a restart: the same run serves
+        assert client.predict(text="meeting at the office", api_name="/classify")["model"] == status["run_id"]
+        again = client.predict(api_name="/status")
+        assert again["state"] == "idle" and again["last_run"]["run_id"] == status["run_id"]
+
+
+def test_stop_a_running_job_through_the_api(defaults):
+    with serve(defaults) as (client, backend, url):
+        assert client.predict(epochs=50, train_size=120, api_name="/train")["accepted"]
+        deadline = time.monotonic() + 60
+        while (client.predict(api_name="/status").get("step") or 0) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert client.predict(api_name="/stop")["accepted"]
+        status = wait_for_end(client)
+        assert status["state"] == "stopped" and status["step"] < status["total_steps"]
+        assert "base model" in client.predict(text="ok then", api_name="/classify")["model"]  # still the old one
+
+
+BAD_TEXTS = [("", "empty"), ("   \n\t", "empty"), ("x" * 1_000_000, "limit is 2,000"), (None, "expected"),
+             (42, "expected"), (["a", "b"], "expected")]
+BAD_SETTINGS = [({"epochs": -1}, "epochs must be > 0"), ({"epochs": "many"}, "not a valid float"),
+                ({"train_size": -5}, "size"), ({"learning_rate": 5}, "learning_rate"),
+                ({"batch_size": 0}, "batch_size"), ({"max_length": 2}, "max_length"),
+                ({"base_model": "/no/such/model"}, "does not exist"), ({"dataset": "/no/such/data"}, "does not exist"),
+                ({"hub_model_id": "no slash"}, "user/name"), ({"precision": "fp8"}, "precision")]
+
+
+def test_bad_inputs_get_messages_and_the_server_stays_up(defaults, tmp_path):
+    with serve(defaults) as (client, backend, url):
+        for text, words in BAD_TEXTS:
+            with pytest.raises(Exception, match=words):
+                client.predict(text=text, api_name="/classify")
+        for settings, words in BAD_SETTINGS:
+            result = client.predict(**settings, api_name="/train")
+            assert not result["accepted"] and words in result["message"], (settings, result)
+        assert client.predict(api_name="/stop") == {"accepted": False, "message": "no training is running"}
+        assert not client.predict(api_name="/push")["accepted"]
+
+        markup = client.predict(text="<script>alert('x')</script> **bold** <b>hi</b>", api_name="/classify")
+        assert_prediction(markup)  # classified as the text it is
+        assert httpx.get(url + "health").json()["status"] == "ok"
+        assert client.predict(api_name="/status")["state"] == "idle"
+
+
+def test_classify_a_file_of_tweets(defaults, tmp_path):
+    upload = tmp_path / "tweets.csv"
+    upload.write_text('id,text\n1,I love this\n2,""\n3,"<b>markup</b>, commas"\n4,worst day ever\n')
+    too_many = tmp_path / "many.txt"
+    too_many.write_text("a tweet\n" * (app_module.MAX_BATCH_ROWS + 1))
+    with serve(defaults) as (client, backend, url):
+        path, note = client.predict(handle_file(str(upload)), api_name="/classify_file")
+        rows = list(csv.DictReader(open(path)))
+        assert [r["text"] for r in rows] == ["I love this", "", "<b>markup</b>, commas", "worst day ever"]
+        assert rows[1]["error"] == "empty" and rows[1]["label"] == ""
+        for row in rows[:1] + rows[2:]:
+            assert row["label"] in LABELS
+            assert sum(float(row[label]) for label in LABELS) == pytest.approx(1.0, abs=1e-5)
+        assert "skipped 1" in note
+
+        path, note = client.predict(handle_file(str(too_many)), api_name="/classify_file")
+        assert path is None and "limit is 1,000" in note
+
+
+def test_without_any_model_classify_says_what_to_set(defaults, runs_dir):
+    nothing = TrainConfig(**{**defaults.to_dict(), "base_model": str(runs_dir / "no-model")})
+    with serve(nothing) as (client, backend, url):
+        with pytest.raises(Exception, match="BASE_MODEL"):
+            client.predict(text="hello", api_name="/classify")
+        health = httpx.get(url + "health").json()
+        assert health["status"] == "ok" and not health["model_loaded"] and "no model" in health["model_error"]
+
+
+def test_admin_users_guard_retrain_stop_and_push(defaults):
+    with serve(defaults, admin_users=["alice"]) as (client, backend, url):
+        result = client.predict(epochs=1, api_name="/train")
+        assert not result["accepted"] and "sign in" in result["message"]
+        assert "sign in" in client.predict(api_name="/stop")["message"]
+        assert not backend.job.busy
+    assert backend.refused(SimpleNamespace(username="alice")) == ""
+    assert "only alice" in backend.refused(SimpleNamespace(username="mallory"))
+    assert "only alice" in backend.serve(None, SimpleNamespace(username="mallory"))
+
+
+def test_views_of_a_finished_run(trained_run, runs_dir):
+    shutil.copytree(trained_run, runs_dir / trained_run.name)
+    run = app_module.Run(runs_dir / trained_run.name)
+    loss, scores = app_module.curves(run.history())
+    assert len(loss) and set(scores["series"]) == {"accuracy", "macro-F1"}
+    table = app_module.runs_table(runs_dir)
+    assert table.loc[0, "run"] == run.id and "latest" in table.loc[0, ""]
+    assert table.loc[0, "accuracy"] == round(run.metrics["test"]["accuracy"], 3)
+    assert list(app_module.confusion(run.metrics).columns) == ["true \\ predicted", *LABELS]
+    assert len(app_module.before_after(run.metrics)) == 2
+    assert not app_module.model_card(run).startswith("---")
+    assert "validation @ step" in app_module.event_log(run.history())
+
+
+def test_user_text_is_shown_as_text_never_as_markup():
+    shown = app_module.as_text("<img src=x onerror=alert(1)> **bold** [link](http://x)")
+    assert "<img" not in shown and "&lt;img" in shown
+    assert "**" not in shown.replace("\\*", "") and "\\[link\\]" in shown
+    assert app_module.as_text("y" * 500).endswith("…")
