@@ -11,6 +11,7 @@ import threading
 
 from .config import add_arguments, from_args
 from .errors import UserError
+from .sweep import DEFAULT_GRID
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -20,6 +21,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--push-to-hub", dest="hub_model_id", metavar="REPO", default=None,
                         help="same as --hub-model-id: push the finished run to this Hub repo")
     parser.add_argument("--quiet", action="store_true", help="print only the result")
+    parser.add_argument("--sweep", nargs="?", metavar="GRID", const=DEFAULT_GRID, default=None,
+                        help="search hyperparameters on the validation split (never the test split) and print "
+                             f"a table; GRID like {DEFAULT_GRID!r} (the default)")
+    parser.add_argument("--sweep-train-best", action="store_true",
+                        help="after --sweep, train the best setting as a normal run (tested once on test)")
     return parser.parse_args(argv)
 
 
@@ -40,6 +46,20 @@ def print_event(event: dict) -> None:
         print(f"\r[{kind}] {event['message']}", file=sys.stderr, flush=True)
 
 
+def run_sweep(cfg, args):
+    """--sweep: print the table; the best config if --sweep-train-best (then trained as usual), else None."""
+    from . import sweep
+
+    result = sweep.run(cfg, sweep.parse_grid(args.sweep), on_event=None if args.quiet else print_event)
+    print(result.table())
+    print(f"chosen on the validation split; table saved to {sweep.save(result, cfg.runs_dir)}")
+    if not args.sweep_train_best:
+        return None
+    chosen = ", ".join(f"{name}={result.best[name]}" for name in result.names)
+    print(f"training the best setting: {chosen}")
+    return result.best_config
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -51,6 +71,11 @@ def main(argv=None) -> int:
         from . import hub, train
 
         cfg = from_args(args).validate()
+        if args.sweep or args.sweep_train_best:
+            args.sweep = args.sweep or DEFAULT_GRID
+            cfg = run_sweep(cfg, args)
+            if cfg is None:
+                return 0
         result = train.run(cfg, on_event=None if args.quiet else print_event, stop=stop)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -73,6 +73,19 @@ class TrainConfig:
         "Validation evaluations per epoch (more gives finer curves and best-checkpoint choice)."))
     few_shot_k: int = field(default=4, metadata=_help(
         "Labelled examples in the base model's few-shot prompt, the before-training baseline (0 = zero-shot)."))
+    # --- quality: LoRA and the forgetting meter -------------------------------------------------
+    lora: bool = field(default=False, metadata=_help(
+        "Train LoRA adapters (peft) and the classification head instead of every weight; the adapters are "
+        "merged into the saved checkpoint, so the run folder loads like any other."))
+    lora_r: int = field(default=8, metadata=_help("LoRA rank: the width of each adapter (with --lora)."))
+    lora_alpha: int = field(default=16, metadata=_help("LoRA scaling: the adapters' update is scaled by alpha/r."))
+    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA adapters' input."))
+    lora_target_modules: str = field(default="", metadata=_help(
+        "Comma-separated module names that get adapters, or 'all-linear'; empty = peft's default for the "
+        "architecture (the attention projections)."))
+    measure_forgetting: bool = field(default=True, metadata=_help(
+        "After training, compare the language-model perplexity of the base model and of the fine-tuned "
+        "backbone on a short general-English text (metrics.json 'forgetting'; a few seconds)."))
     # --- speed ----------------------------------------------------------------------------------
     precision: str = field(default="auto", metadata=_help(
         "Number format for training: auto (bf16 where the hardware runs it fast: CUDA, or CPUs with AMX; "
@@ -116,6 +129,10 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.few_shot_k > 32:
             problems.append(f"few_shot_k must be <= 32 (the prompt must fit), got {self.few_shot_k}")
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            problems.append(f"lora_r and lora_alpha must be >= 1, got {self.lora_r} and {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.hub_model_id and self.hub_model_id.count("/") != 1:
