@@ -156,9 +156,10 @@ class TrainConfig:
 
     @classmethod
     def from_env(cls, **overrides) -> "TrainConfig":
-        """Defaults, then the app's environment variables (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID)."""
+        """Defaults, then the app's environment variables (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID,
+        THREADS)."""
         env = {"base_model": "BASE_MODEL", "dataset": "DATASET", "runs_dir": "RUNS_DIR",
-               "hub_model_id": "HUB_MODEL_ID"}
+               "hub_model_id": "HUB_MODEL_ID", "threads": "THREADS"}
         values = {k: os.environ[v] for k, v in env.items() if os.environ.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
