@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import inspect
+import io
 import logging
 import os
 import re
@@ -213,6 +214,7 @@ def curves(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def event_log(events: list[dict], last: int = 200) -> str:
+    """The events as plain text lines, newest first."""
     lines = []
     for e in events[-last:]:
         when = datetime.fromtimestamp(e.get("time", 0)).strftime("%H:%M:%S")
@@ -225,44 +227,52 @@ def event_log(events: list[dict], last: int = 200) -> str:
         else:
             text = e.get("message", "")
         lines.append(f"{when}  {kind:<8} {text}")
-    return "\n".join(lines)
+    return "\n".join(reversed(lines))
 
 
 def before_after(metrics: dict | None) -> pd.DataFrame:
-    rows = []
-    for name, m in ((f"before: base model, {(metrics or {}).get('baseline', {}).get('method', 'few-shot')}",
-                     (metrics or {}).get("baseline")), ("after: fine-tuned", (metrics or {}).get("test"))):
-        if m:
-            rows.append({"model": name, "accuracy": round(m["accuracy"], 3), "macro-F1": round(m["f1_macro"], 3),
-                         **{f"F1 {c}": round(v["f1"], 3) for c, v in m.get("per_class", {}).items()}})
-    return pd.DataFrame(rows)
+    metrics = metrics or {}
+    base, test = metrics.get("baseline"), metrics.get("test")
+    rows = [(f"before: base model, {base.get('method', 'few-shot')}", base) if base else None,
+            ("after: fine-tuned", test) if test else None]
+    return pd.DataFrame([{"model": name, "accuracy": round(m["accuracy"], 3), "macro-F1": round(m["f1_macro"], 3),
+                          "tweets": m.get("n")} for name, m in filter(None, rows)],
+                        columns=["model", "accuracy", "macro-F1", "tweets"])
 
 
 def confusion(metrics: dict | None) -> pd.DataFrame:
-    matrix = ((metrics or {}).get("test") or {}).get("confusion_matrix")
-    if not matrix:
-        return pd.DataFrame()
-    return pd.DataFrame([{"true \\ predicted": LABELS[i], **dict(zip(LABELS, row))} for i, row in enumerate(matrix)])
+    matrix = ((metrics or {}).get("test") or {}).get("confusion_matrix") or []
+    return pd.DataFrame([{"true \\ predicted": LABELS[i], **dict(zip(LABELS, row))} for i, row in enumerate(matrix)],
+                        columns=["true \\ predicted", *LABELS])
+
+
+def _counts(values: dict | None) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in (values or {}).items())
 
 
 def data_report_md(report: dict | None) -> str:
     if not report:
         return ""
-    return (f"**Data** `{as_text(report.get('dataset', ''))}` — rows in {report.get('rows_in')}; dropped "
+    return (f"**Data:** {as_text(report.get('dataset', ''))}. Rows in: {_counts(report.get('rows_in'))}. Dropped "
             f"{report.get('dropped_empty', 0)} empty, {report.get('dropped_unknown_label', 0)} with unknown labels, "
             f"{report.get('duplicates_removed', 0)} duplicates ({report.get('conflicting_labels', 0)} with "
-            f"conflicting labels); {report.get('train_test_overlap', 0)} train rows also in test left out "
-            f"(leakage). Sizes: {report.get('sizes')}.")
+            f"conflicting labels), {report.get('train_test_overlap', 0)} train rows also in test (leakage). "
+            f"Used: {_counts(report.get('sizes'))}.")
 
 
-def push_md(push: dict | None) -> str:
+def push_md(push: dict | None, repo: str = "") -> str:
     if not push:
-        return ""
+        return ("**Hub:** not pushed: no Hub repo set (HUB_MODEL_ID, or the Hub repo setting)" if not repo
+                else f"**Hub:** not pushed to {as_text(repo)} yet")
     state, repo = push.get("state"), as_text(push.get("repo_id", ""))
     if state == "pushed":
         return f"**Hub:** ✅ pushed to [{repo}]({push.get('url')}) — {as_text(push.get('message', ''))}"
     icon = {"pushing": "⏳", "skipped": "⏭️", "failed": "❌"}.get(state, "")
     return f"**Hub:** {icon} {state} {repo} — {as_text(push.get('message', ''))}"
+
+
+RUN_COLUMNS = ["run", "", "state", "base model", "train/val/test", "epochs", "accuracy", "macro-F1",
+               "baseline acc.", "Hub"]
 
 
 def runs_table(runs_dir: Path) -> pd.DataFrame:
@@ -272,14 +282,13 @@ def runs_table(runs_dir: Path) -> pd.DataFrame:
         cfg, metrics, report = run.config, run.metrics, run.data_report
         test, base = metrics.get("test", {}), metrics.get("baseline", {})
         marks = " ".join(m for m, on in (("⭐ latest", run.id == newest), ("▶ serving", served and run.id == served.id)) if on)
-        rows.append({"run": run.id, "": marks, "state": run.state, "started": run.status.get("started", ""),
-                     "base model": cfg.get("base_model", ""),
+        rows.append({"run": run.id, "": marks, "state": run.state,
+                     "base model": Path(cfg.get("base_model", "")).name,
                      "train/val/test": "/".join(str(v) for v in (report.get("sizes") or {}).values()),
                      "epochs": cfg.get("epochs"), "accuracy": _round(test.get("accuracy")),
                      "macro-F1": _round(test.get("f1_macro")), "baseline acc.": _round(base.get("accuracy")),
-                     "pushed": (read_json(run.path / "push.json", {}) or {}).get("state", "")})
-    return pd.DataFrame(rows, columns=["run", "", "state", "started", "base model", "train/val/test", "epochs",
-                                       "accuracy", "macro-F1", "baseline acc.", "pushed"])
+                     "Hub": (read_json(run.path / "push.json", {}) or {}).get("state", "")})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def _round(x):
@@ -297,21 +306,23 @@ def model_card(run: Run) -> str:
 
 # --- batch files ------------------------------------------------------------------------------------
 def read_tweets(path: Path) -> list[str]:
-    """Tweets from a CSV (its `text` column, else the first) or a text file (one per line)."""
+    """Tweets from a CSV (its `text` column, else the first) or a text file (one per line), UTF-8."""
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserError(f"the file is over {MAX_UPLOAD_BYTES // 1024**2} MB: split it")
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError("the file is not UTF-8 text: save it as UTF-8 (CSV or plain text)") from None
     if path.suffix.lower() == ".csv":
         try:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise UserError(f"cannot read the CSV: {first_line(exc)}") from None
-        if table.empty or not len(table.columns):
-            raise UserError("the CSV has no rows: give one tweet per row (a `text` column, or the first column)")
+            table = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise UserError(f"cannot read the CSV ({first_line(exc)}): give one tweet per row") from None
         texts = table["text" if "text" in table.columns else table.columns[0]].tolist()
     else:
-        texts = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        texts = [line for line in content.splitlines() if line.strip()]
     if not texts:
-        raise UserError("the file holds no tweets: give one tweet per line")
+        raise UserError("the file holds no tweets: give one tweet per line (or per CSV row)")
     if len(texts) > MAX_BATCH_ROWS:
         raise UserError(f"the file has {len(texts):,} tweets; the limit is {MAX_BATCH_ROWS:,}: split it")
     return texts
@@ -351,24 +362,26 @@ def build_demo(backend: Backend) -> gr.Blocks:
             with gr.Accordion("Settings", open=False):
                 fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
                 inputs = [setting_input(fields[name], getattr(defaults, name)) for name in SETTINGS]
-            with gr.Row():
+            with gr.Row(visible=False) as plots_box:
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260)
                 eval_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=260,
                                         y_lim=[0, 1])
-            log_box = gr.Textbox(label="Events", lines=8, max_lines=8, interactive=False, autoscroll=True)
-            gr.Markdown("### Result")
-            with gr.Row():
-                scores = gr.Dataframe(label="Test metrics, before and after", interactive=False)
-                matrix = gr.Dataframe(label="Confusion matrix (rows: true label)", interactive=False)
-            report = gr.Markdown()
-            with gr.Row(equal_height=True):
-                pushed = gr.Markdown()
-                push_button = gr.Button("Push again", size="sm", scale=0)
+            log_box = gr.Textbox(label="Events (newest first)", lines=8, max_lines=8, interactive=False, autoscroll=True)
+            with gr.Column(visible=False) as result_box:
+                gr.Markdown("### Result")
+                with gr.Row():
+                    scores = gr.Dataframe(label="Test metrics, before and after", interactive=False)
+                    matrix = gr.Dataframe(label="Confusion matrix (rows: true label)", interactive=False)
+                report = gr.Markdown()
+                with gr.Row(equal_height=True):
+                    pushed = gr.Markdown()
+                    push_button = gr.Button("Push again", size="sm", scale=0, min_width=120)
 
         with gr.Tab("Classify", id="classify"):
             with gr.Row():
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(label="Chat", height=380, allow_tags=False, feedback_options=None,
+                                     group_consecutive_messages=False,
                                          placeholder="Type a tweet below: the reply gives its sentiment.")
                     with gr.Row():
                         message = gr.Textbox(placeholder="Type a tweet and press Enter", show_label=False,
@@ -385,21 +398,25 @@ def build_demo(backend: Backend) -> gr.Blocks:
                     upload = gr.File(label="Tweets (.csv or .txt)", file_types=[".csv", ".txt"], type="filepath")
                     download = gr.File(label="Predictions (.csv)", interactive=False)
                 batch_button = gr.Button("Classify the file")
-                batch_note = gr.Markdown()
+                batch_note = gr.Textbox(show_label=False, interactive=False, container=False)
 
         with gr.Tab("Runs", id="runs") as runs_tab:
-            table = gr.Dataframe(label="Runs (newest first)", interactive=False, wrap=True)
-            with gr.Row(equal_height=True):
-                picked = gr.Dropdown(label="Pick a finished run", choices=[], scale=3)
-                serve_button = gr.Button("Serve this run in Classify", scale=1)
-                newest_button = gr.Button("Serve the newest run", scale=1)
-            serve_note = gr.Markdown()
+            table = gr.Dataframe(label="Runs (newest first)", interactive=False, wrap=True,
+                                 column_widths=["19%", "15%", "8%", "14%", "10%", "6%", "7%", "7%", "8%", "6%"])
             with gr.Row():
-                run_loss = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=240)
-                run_eval = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=240,
-                                       y_lim=[0, 1])
-            run_scores = gr.Dataframe(label="Test metrics, before and after", interactive=False)
-            card = gr.Markdown()
+                picked = gr.Dropdown(label="Pick a finished run", choices=[], scale=3)
+                with gr.Column(scale=1, min_width=200):
+                    serve_button = gr.Button("Serve this run in Classify", size="sm")
+                    newest_button = gr.Button("Serve the newest run", size="sm")
+            serve_note = gr.Markdown()
+            with gr.Column(visible=False) as run_box:
+                with gr.Row():
+                    run_loss = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=240)
+                    run_eval = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=240,
+                                           y_lim=[0, 1])
+                run_scores = gr.Dataframe(label="Test metrics, before and after", interactive=False)
+                with gr.Accordion("Model card", open=False):
+                    card = gr.Markdown()
 
         # --- events: one small function each ---------------------------------------------------------
         def chat(text, history):
@@ -425,7 +442,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
             try:
                 result = classify_rows(backend, read_tweets(Path(path)))
             except UserError as exc:
-                return None, f"⚠️ {as_text(exc, 600)}"
+                return None, f"⚠️ {exc}"  # a Textbox: shown as text
             out = Path(tempfile.mkdtemp(prefix="predictions-")) / f"{Path(path).stem[:60]}-sentiment.csv"
             result.to_csv(out, index=False)
             skipped = int((result["error"] != "").sum())
@@ -448,11 +465,13 @@ def build_demo(backend: Backend) -> gr.Blocks:
             status, events = backend.job.status(), backend.job.events()
             key = (status.get("run_id"), status["state"], len(events), (status.get("push") or {}).get("state"))
             if key == seen:
-                return (progress_html(status),) + (gr.skip(),) * 7 + (seen,)
+                return (progress_html(status),) + (gr.skip(),) * 9 + (seen,)
             loss, val = curves(events)
-            metrics = status.get("metrics")
-            return (progress_html(status), loss, val, event_log(events), before_after(metrics), confusion(metrics),
-                    data_report_md(status.get("data_report")), push_md(status.get("push")), key)
+            metrics, push = status.get("metrics"), status.get("push")
+            return (progress_html(status), gr.Row(visible=bool(len(loss) or len(val))), loss, val,
+                    event_log(events), gr.Column(visible=bool(metrics or push)), before_after(metrics),
+                    confusion(metrics), data_report_md(status.get("data_report")),
+                    push_md(push, status.get("hub_model_id") or defaults.hub_model_id), key)
 
         def show_runs():
             done = [r.id for r in list_runs(backend.runs_dir) if r.is_complete]
@@ -460,10 +479,10 @@ def build_demo(backend: Backend) -> gr.Blocks:
 
         def show_run(run_id):
             if not run_id:
-                return None, None, None, ""
+                return gr.Column(visible=False), None, None, None, ""
             run = Run(backend.runs_dir / run_id)
             loss, val = curves(run.history())
-            return loss, val, before_after(run.metrics), model_card(run)
+            return gr.Column(visible=True), loss, val, before_after(run.metrics), model_card(run)
 
         def on_serve(run_id, profile: Optional[gr.OAuthProfile]):
             if not run_id:
@@ -483,12 +502,12 @@ def build_demo(backend: Backend) -> gr.Blocks:
         push_button.click(on_push, None, action_note, **private)
 
         seen = gr.State(None)
-        live = [progress, loss_plot, eval_plot, log_box, scores, matrix, report, pushed, seen]
+        live = [progress, plots_box, loss_plot, eval_plot, log_box, result_box, scores, matrix, report, pushed, seen]
         gr.Timer(POLL_SECONDS).tick(poll, seen, live, concurrency_limit=None, show_progress="hidden", **private)
         demo.load(poll, seen, live, **private).then(answered_by_md, None, answered_by, **private)
 
         runs_tab.select(show_runs, None, [table, picked], **private)
-        picked.change(show_run, picked, [run_loss, run_eval, run_scores, card], **private)
+        picked.change(show_run, picked, [run_box, run_loss, run_eval, run_scores, card], **private)
         serve_button.click(on_serve, picked, [serve_note, table, picked], **private)
         newest_button.click(on_serve_newest, None, [serve_note, table, picked], **private)
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 from . import hub, train
 from .config import TrainConfig
-from .errors import UserError, first_line, looks_like_path
+from .errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
 from .model import check_source
 from .runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, read_json
 
@@ -222,12 +222,36 @@ def _results(run: Run) -> dict:
 
 
 def check_settings(cfg: TrainConfig) -> TrainConfig:
-    """What can be checked in a moment, before any thread starts: the config, that local model and
-    dataset paths exist, that the runs folder is writable. (Hub ids are checked by loading them.)"""
+    """What can be checked in a moment, before any thread starts: the config, that the model and the
+    dataset exist (a local path, or a Hub repo), that the runs folder is writable."""
     cfg.validate()
     check_source(cfg.base_model)
     path = Path(cfg.dataset).expanduser()
-    if not path.exists() and looks_like_path(cfg.dataset):
-        raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
+    if not path.exists():
+        if looks_like_path(cfg.dataset):
+            raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
+        check_on_hub("dataset", cfg.dataset)
+    if not Path(cfg.base_model).expanduser().exists():
+        check_on_hub("model", cfg.base_model)
     check_writable(cfg.runs_dir)
     return cfg
+
+
+def check_on_hub(kind: str, repo_id: str) -> None:
+    """A Hub id that does not exist, or an unreachable Hub, is refused at once (loading would retry for
+    a minute first). Cached repos, offline mode and other answers (gated, server errors) are left to
+    the loading, which reports them."""
+    from huggingface_hub import constants, dataset_info, model_info
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    cached = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo_id.replace('/', '--')}"
+    if constants.HF_HUB_OFFLINE or cached.is_dir():
+        return
+    try:
+        (model_info if kind == "model" else dataset_info)(repo_id, timeout=10)
+    except RepositoryNotFoundError:
+        raise UserError(f"{kind} {repo_id!r} is neither a local path nor a repo on the Hub: check the name "
+                        f"(a private repo needs HF_TOKEN)") from None
+    except Exception as exc:
+        if is_offline_error(exc):
+            raise UserError(offline_hint(kind, repo_id)) from None

@@ -133,3 +133,28 @@ def test_push_without_token_is_skipped_and_a_failed_push_can_be_retried(runs_dir
     job.hub_api = FakeHub()
     assert job.push_again(repo_id="someone/tweets")[0]
     assert wait_until_ended(job)["push"]["state"] == "pushed"
+
+
+def test_hub_ids_are_checked_before_the_thread(monkeypatch, tiny_config, runs_dir):
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def unreachable(repo_id, timeout):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    def missing(repo_id, timeout):
+        url = f"https://huggingface.co/api/datasets/{repo_id}"
+        raise RepositoryNotFoundError(f"404 {repo_id}", response=httpx2.Response(404, request=httpx2.Request("GET", url)))
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(runs_dir / "empty-cache"))
+    job = TrainingJob(runs_dir)
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    accepted, message = job.start(tiny_config(base_model="gpt2"))
+    assert not accepted and "Hub cannot be reached" in message and "local folder" in message
+    monkeypatch.setattr(huggingface_hub, "dataset_info", missing)
+    accepted, message = job.start(tiny_config(dataset="someone/no-such-data"))
+    assert not accepted and "neither a local path nor a repo on the Hub" in message
+    assert not job.busy
