@@ -1,0 +1,170 @@
+"""Load test: many concurrent gradio_client clients classifying through the app's /classify API.
+
+    python -m scripts.load_test --url http://127.0.0.1:7860 --clients 16 --requests 320
+    python -m scripts.load_test --url http://127.0.0.1:7860 --while-training --train-size 2000 --epochs 1
+
+Bounded in count (--requests) and time (--timeout per request, --deadline for the whole test), for a
+server on this machine only (loopback: it refuses other hosts). It prints one JSON object: requests
+sent, answered, failed (and why), throughput, p50/p95/max latency, and with --while-training the
+training job's state and steps before and after. Exit status 0 when every request was answered.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+TWEETS = [
+    "I love this new phone, best purchase all year!", "Stuck in traffic again. Great start to Monday...",
+    "The meeting has been moved to 3pm.", "can't stop smiling today :)",
+    "my flight got cancelled and nobody at the desk cares", "Does anyone know when the store opens?",
+    "worst customer service ever, never again", "thanks everyone for the birthday wishes!!",
+]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60.0, deadline: float = 300.0,
+             texts: list[str] | None = None, api_name: str = "/classify") -> dict:
+    """`requests` classifications spread over `clients` concurrent clients (each its own connection
+    and thread); returns the counts, throughput and latencies (ms)."""
+    host = urlparse(url).hostname
+    if host not in LOOPBACK:
+        raise SystemExit(f"refusing to load-test {host}: this script only targets a server on this machine")
+    texts = texts or TWEETS
+    per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
+    connected = list(ThreadPoolExecutor(clients).map(lambda _: client(url), range(clients)))  # not timed
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    lock = threading.Lock()
+    start_gate = threading.Barrier(clients)
+    end_by = [0.0]
+
+    def worker(i: int) -> None:
+        start_gate.wait()
+        for j in range(per_client[i]):
+            if time.monotonic() > end_by[0]:
+                with lock:
+                    errors["not sent: deadline passed"] += per_client[i] - j
+                return
+            text = texts[(i * 7 + j) % len(texts)]
+            started = time.perf_counter()
+            try:
+                result = connected[i].submit(text, api_name=api_name).result(timeout=timeout)
+                assert result["label"] in ("negative", "neutral", "positive"), result
+            except Exception as exc:  # counted, not raised: the test reports every kind of failure
+                with lock:
+                    errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    began = time.monotonic()
+    end_by[0] = began + deadline
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    wall = time.monotonic() - began
+    for c in connected:
+        c.close()
+    return {
+        "clients": clients, "requests": requests, "answered": len(latencies), "failed": sum(errors.values()),
+        "errors": dict(errors), "seconds": round(wall, 2),
+        "throughput_per_s": round(len(latencies) / wall, 2) if wall else None,
+        "p50_ms": _ms(statistics.median(latencies) if latencies else None),
+        "p95_ms": _ms(percentile(latencies, 0.95)), "max_ms": _ms(max(latencies, default=None)),
+    }
+
+
+def _ms(value):
+    return None if value is None else round(value, 1)
+
+
+def quick_training(**settings) -> dict:
+    """/train settings for a load test: no baseline or extra measurements; None = the app's default."""
+    import dataclasses
+
+    from finetune.config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    quick = {"few_shot_k": 0, "measure_forgetting": False, **settings}
+    return {k: v for k, v in quick.items() if k in fields and v is not None}
+
+
+def start_training(url: str, settings: dict, wait_steps: int = 1, timeout: float = 300.0) -> dict:
+    """Start a job through /train and wait until it has run `wait_steps` steps; returns its status."""
+    c = client(url)
+    try:
+        answer = c.predict(api_name="/train", **settings)
+        if not answer.get("accepted"):
+            raise SystemExit(f"training was not started: {answer.get('message')}")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            status = c.predict(api_name="/status")
+            if status["state"] != "running":
+                raise SystemExit(f"training ended before the load test: {status.get('message')}")
+            if (status.get("step") or 0) >= wait_steps:
+                return status
+            time.sleep(0.5)
+        raise SystemExit("training did not reach its first steps in time")
+    finally:
+        c.close()
+
+
+def job(url: str, action: str) -> dict:
+    c = client(url)
+    try:
+        return c.predict(api_name=f"/{action}")
+    finally:
+        c.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scripts.load_test", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default="http://127.0.0.1:7860", help="the app, on this machine (default: %(default)s)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default: %(default)s)")
+    p.add_argument("--requests", type=int, default=320, help="classifications in all (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=60, help="seconds one request may take (default: %(default)s)")
+    p.add_argument("--deadline", type=float, default=600, help="seconds for the whole test (default: %(default)s)")
+    p.add_argument("--while-training", action="store_true",
+                   help="start a training job through /train first, measure while it runs, then stop it")
+    p.add_argument("--train-size", type=int, default=2000, help="with --while-training (default: %(default)s)")
+    p.add_argument("--epochs", type=float, default=1, help="with --while-training (default: %(default)s)")
+    p.add_argument("--base-model", default=None, help="with --while-training: the model to train (default: the app's)")
+    args = p.parse_args(argv)
+
+    report = {"while_training": args.while_training}
+    if args.while_training:
+        settings = quick_training(train_size=args.train_size, epochs=args.epochs, base_model=args.base_model)
+        before = start_training(args.url, settings)
+        report["training_before"] = {k: before.get(k) for k in ("state", "run_id", "step", "total_steps")}
+    report.update(run_load(args.url, args.clients, args.requests, args.timeout, args.deadline))
+    if args.while_training:
+        after = job(args.url, "status")
+        report["training_after"] = {k: after.get(k) for k in ("state", "run_id", "step", "total_steps")}
+        if after["state"] == "running":
+            job(args.url, "stop")
+    print(json.dumps(report, indent=2))
+    return 0 if report["failed"] == 0 and report["answered"] == args.requests else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
