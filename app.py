@@ -27,11 +27,13 @@ import gradio as gr
 import pandas as pd
 from fastapi import FastAPI
 
+from finetune import corrections
 from finetune.config import LABELS, TrainConfig
 from finetune.errors import UserError, first_line
 from finetune.jobs import TrainingJob
 from finetune.runs import Run, list_runs, pin, read_json, serving
 from inference import ModelServer, NoModel
+from inference.explain import explain
 
 log = logging.getLogger("app")
 
@@ -47,7 +49,7 @@ RELOAD_AFTER_SECONDS = 60          # with no model to serve, try loading again t
 
 # the settings offered in the Train tab's accordion (the API's /train takes every config field)
 SETTINGS = ("base_model", "dataset", "train_size", "test_size", "epochs", "learning_rate", "batch_size",
-            "grad_accum", "max_length", "hub_model_id")
+            "grad_accum", "max_length", "hub_model_id", "include_corrections")
 API_EXCLUDED = ("runs_dir",)      # where runs go is the server's business, not a caller's
 EMOJI = {"negative": "😠", "neutral": "😐", "positive": "😊"}
 STATE_ICON = {"idle": "💤", "running": "⏳", "done": "✅", "failed": "❌", "stopped": "⏹️"}
@@ -69,6 +71,8 @@ class Backend:
         self.defaults = defaults
         self.runs_dir = Path(defaults.runs_dir)
         self.admins = {u.strip() for u in admin_users if u.strip()}
+        # a fresh Space gets people's corrections back from the Hub dataset (HUB_DATASET_ID), if set
+        threading.Thread(target=corrections.pull, args=(self.runs_dir,), name="corrections-pull", daemon=True).start()
         self.server = ModelServer(self.runs_dir, defaults.hub_model_id, defaults.base_model)
         self.job = TrainingJob(self.runs_dir, on_done=lambda result: self.server.refresh(), hub_api=hub_api)
         self._loaded = threading.Event()
@@ -103,6 +107,27 @@ class Backend:
         text = check_tweet(text)
         model = self.model()
         return model.classify(text)[0], model.name
+
+    def explain(self, text):
+        """(Explanation, model name) for one tweet: each word's share in its label, and the span."""
+        text = check_tweet(text)
+        model = self.model()
+        try:
+            return explain(model, text), model.name
+        except UserError:
+            raise
+        except Exception as exc:  # input nobody foresaw: answer in words, keep serving
+            log.exception("explanation failed")
+            raise UserError(f"could not explain this text ({type(exc).__name__}: {first_line(exc)})") from None
+
+    def correct(self, text, model_label, corrected_label, model_name: str = "") -> str:
+        """Store a person's correction of a reply, then copy the file to the Hub dataset in the background."""
+        c = corrections.add(self.runs_dir, check_tweet(text), model_label, corrected_label, model_name)
+        if os.environ.get(corrections.HUB_DATASET_ENV):
+            threading.Thread(target=lambda: log.info("corrections: %s", corrections.push(self.runs_dir).message),
+                             name="corrections-push", daemon=True).start()
+        return (f"Saved: the next retrain learns that this tweet is {c.corrected_label} "
+                f"({len(corrections.waiting(self.runs_dir))} correction(s) waiting).")
 
     def refused(self, profile) -> str:
         """Why this user may not retrain (or stop, push, pin), or "" when they may."""
@@ -272,7 +297,7 @@ def push_md(push: dict | None, repo: str = "") -> str:
 
 
 RUN_COLUMNS = ["run", "", "state", "base model", "train/val/test", "epochs", "accuracy", "macro-F1",
-               "baseline acc.", "Hub"]
+               "baseline acc.", "agrees with people", "Hub"]
 
 
 def runs_table(runs_dir: Path) -> pd.DataFrame:
@@ -287,8 +312,22 @@ def runs_table(runs_dir: Path) -> pd.DataFrame:
                      "train/val/test": "/".join(str(v) for v in (report.get("sizes") or {}).values()),
                      "epochs": cfg.get("epochs"), "accuracy": _round(test.get("accuracy")),
                      "macro-F1": _round(test.get("f1_macro")), "baseline acc.": _round(base.get("accuracy")),
+                     "agrees with people": agreement_cell(metrics.get("corrections")),
                      "Hub": (read_json(run.path / "push.json", {}) or {}).get("state", "")})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def agreement_cell(judged: dict | None) -> str:
+    """How often a run agrees with the corrections people made since the previous run."""
+    return f"{judged['accuracy']:.0%} of {judged['n']}" if judged and judged.get("n") else ""
+
+
+def waiting_md(runs_dir: Path) -> str:
+    n = len(corrections.waiting(runs_dir))
+    if not n:
+        return "No corrections from the chat are waiting."
+    return (f"📝 **{n}** correction(s) from the chat are waiting: the next retrain learns from them "
+            f"(untick *include corrections* in Settings to leave them out).")
 
 
 def _round(x):
@@ -358,6 +397,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
                 gr.Markdown(f"Retrain is limited to {as_text(', '.join(sorted(backend.admins)))} (ADMIN_USERS), "
                             f"who sign in with Hugging Face: that works when the app runs on a Space.")
             action_note = gr.Markdown()
+            gr.Markdown(lambda: waiting_md(backend.runs_dir), every=5)
             progress = gr.HTML(progress_html(backend.job.status()))
             with gr.Accordion("Settings", open=False):
                 fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -390,6 +430,13 @@ def build_demo(backend: Backend) -> gr.Blocks:
                 with gr.Column(scale=2):
                     label = gr.Label(num_top_classes=3, label="Sentiment")
                     answered_by = gr.Markdown()
+                    why = gr.HighlightedText(label="Why: red words pushed towards the label, purple ones against",
+                                             show_legend=True, combine_adjacent=False)
+                    with gr.Group():
+                        right_label = gr.Radio(list(LABELS), label="Wrong? Pick the right label")
+                        correct_button = gr.Button("Save the correction", size="sm")
+                    correct_note = gr.Markdown()
+                    last_reply = gr.State(None)
             with gr.Accordion("Classify a file of tweets", open=False):
                 gr.Markdown(f"A CSV (its `text` column, else the first column) or a text file with one tweet per "
                             f"line; up to {MAX_BATCH_ROWS:,} tweets, {MAX_UPLOAD_BYTES // 1024**2} MB. You get a "
@@ -402,7 +449,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
 
         with gr.Tab("Runs", id="runs") as runs_tab:
             table = gr.Dataframe(label="Runs (newest first)", interactive=False, wrap=True,
-                                 column_widths=["19%", "15%", "8%", "14%", "10%", "6%", "7%", "7%", "8%", "6%"])
+                                 column_widths=["17%", "14%", "7%", "12%", "10%", "6%", "7%", "7%", "7%", "7%", "6%"])
             with gr.Row():
                 picked = gr.Dropdown(label="Pick a finished run", choices=[], scale=3)
                 with gr.Column(scale=1, min_width=200):
@@ -496,6 +543,30 @@ def build_demo(backend: Backend) -> gr.Blocks:
         chat_out = [chatbot, message, label, answered_by]
         message.submit(chat, [message, chatbot], chat_out, **private)
         examples.load_input_event.then(chat, [message, chatbot], chat_out, **private)
+
+        def on_explain(text):
+            try:
+                ex, name = backend.explain(text)
+            except UserError:
+                return None, None, None, ""  # the chat reply says why
+            return (gr.HighlightedText(ex.highlighted(), label=f"Why {ex.label}: “{ex.span}” carries it "
+                                       f"(red: for the label, purple: against)"),
+                    {"text": text, "label": ex.label, "model": name}, None, "")
+
+        def on_correct(last, right):
+            if not last:
+                return "Classify a tweet first."
+            if not right:
+                return "Pick the right label first."
+            try:
+                return "✅ " + as_text(backend.correct(last["text"], last["label"], right, last["model"]), 600)
+            except UserError as exc:
+                return f"⚠️ {as_text(exc, 600)}"
+
+        explain_out = [why, last_reply, right_label, correct_note]
+        message.submit(on_explain, message, explain_out, **private)
+        examples.load_input_event.then(on_explain, message, explain_out, **private)
+        correct_button.click(on_correct, [last_reply, right_label], correct_note, **private)
         batch_button.click(classify_file, upload, [download, batch_note], api_name="classify_file")
         retrain.click(on_retrain, inputs, action_note, **private)
         stop.click(on_stop, None, action_note, **private)
@@ -518,6 +589,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
 def setting_input(field: dataclasses.Field, value):
     """A form input for one config field, with the field's own help text."""
     help_text, label = field.metadata.get("help", ""), field.name.replace("_", " ")
+    if field.type in (bool, "bool"):
+        return gr.Checkbox(value=value, label=label, info=help_text)
     if field.name.endswith("_size"):
         return gr.Number(value=value, label=f"{label} (0 = all)", info=help_text, precision=0, minimum=0)
     if field.type in (int, "int"):
@@ -564,6 +637,26 @@ def add_api(backend: Backend) -> None:
     gr.api(status, api_name="status", concurrency_limit=None)
     gr.api(stop, api_name="stop", concurrency_limit=None)
     gr.api(push, api_name="push", concurrency_limit=None)
+
+    def explain_tweet(text: str) -> dict:
+        """One tweet → label, probabilities, words (each word's score: how much the label's probability
+        falls without it), span (the words that carry the label, with span_start/span_end) and model."""
+        try:
+            ex, name = backend.explain(text)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+        return {**ex.to_dict(), "model": name}
+
+    def correct(text: str, model_label: str, corrected_label: str, model: str = "") -> dict:
+        """Store a person's correction: the tweet, the label the model gave, the right one, and the model
+        that answered. The next retrain learns from it (include_corrections). → {saved, message}"""
+        try:
+            return {"saved": True, "message": backend.correct(text, model_label, corrected_label, model)}
+        except UserError as exc:
+            return {"saved": False, "message": str(exc)}
+
+    gr.api(explain_tweet, api_name="explain")
+    gr.api(correct, api_name="correct")
 
 
 _FIELD_TYPES = {"str": str, "int": int, "float": float, "bool": bool}

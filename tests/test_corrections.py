@@ -187,3 +187,33 @@ def test_push_and_pull_report_instead_of_raising(tmp_path, monkeypatch):
     failed = corrections.push(tmp_path, "me/c", api=FakeHub(fail=f"auth failed for {token}"))
     assert failed.state == "failed" and token not in failed.message and "ConnectionError" in failed.message
     assert corrections.load(tmp_path)[0].text == "a tweet"  # the local file is untouched
+
+
+def test_the_app_explains_replies_and_stores_corrections(trained_run, tiny_model, tiny_dataset, tmp_path):
+    import shutil
+
+    import app as app_module
+    from finetune.config import TrainConfig
+    from test_app import serve
+
+    runs = tmp_path / "runs"
+    run = shutil.copytree(trained_run, runs / trained_run.name)
+    defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs))
+    with serve(defaults) as (client, backend, url):
+        why = client.predict(text="so happy and glad today", api_name="/explain")
+        assert [w["word"] for w in why["words"]] == "so happy and glad today".split()
+        assert why["span"] and why["model"] == run.name and why["label"] in ("negative", "neutral", "positive")
+        other = next(l for l in ("negative", "neutral", "positive") if l != why["label"])
+        saved = client.predict(text="so happy and glad today", model_label=why["label"], corrected_label=other,
+                               model=why["model"], api_name="/correct")
+        assert saved["saved"] and "1 correction(s) waiting" in saved["message"]
+        refused = client.predict(text="meh", model_label="neutral", corrected_label="neutral", api_name="/correct")
+        assert not refused["saved"] and "pick the label it should have said" in refused["message"]
+    [stored] = corrections.load(runs)
+    assert (stored.text, stored.model_label, stored.corrected_label, stored.run_id) == (
+        "so happy and glad today", why["label"], other, run.name)
+    assert "**1** correction(s) from the chat are waiting" in app_module.waiting_md(runs)
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "corrections": {"n": 4, "agree": 3, "accuracy": 0.75}}))
+    assert app_module.runs_table(runs)["agrees with people"].tolist() == ["75% of 4"]
