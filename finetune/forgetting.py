@@ -44,11 +44,12 @@ def perplexity(lm, ids: list[int], window: int = WINDOW) -> float:
     return math.exp(lm.eval()(input_ids=batch, labels=batch).loss.item())
 
 
-def backbone_lm(base_model: str, classifier):
-    """The base causal LM with the classifier's backbone weights and the base model's own LM head."""
+def backbone_lm(base_model: str, classifier, lm=None):
+    """The base causal LM (`lm`, else loaded) with the classifier's backbone weights and the base
+    model's own LM head."""
     if hasattr(classifier, "merge_and_unload"):  # a peft model: fold the adapters in first
         classifier = classifier.merge_and_unload()
-    lm = load_causal_lm(base_model)
+    lm = lm if lm is not None else load_causal_lm(base_model)
     head = lm.get_output_embeddings()
     head.weight = torch.nn.Parameter(head.weight.detach().clone())  # untie: keep the base head as it is
     lm.base_model.load_state_dict(classifier.base_model.state_dict())
@@ -58,8 +59,9 @@ def backbone_lm(base_model: str, classifier):
 def measure(base_model: str, classifier, tokenizer, text: str | None = None, max_tokens: int = MAX_TOKENS) -> dict:
     """metrics.json["forgetting"]: the perplexities, their change and a one-line summary."""
     ids = read_tokens(tokenizer, text, max_tokens)
-    base = perplexity(load_causal_lm(base_model), ids)
-    tuned = perplexity(backbone_lm(base_model, classifier), ids)
+    lm = load_causal_lm(base_model)
+    base = perplexity(lm, ids)
+    tuned = perplexity(backbone_lm(base_model, classifier, lm), ids)
     change = tuned / base - 1
     amount = "little" if change < 0.1 else "some" if change < 1 else "much"
     return {"base_perplexity": round(base, 3), "tuned_perplexity": round(tuned, 3), "change": round(change, 4),

@@ -42,7 +42,9 @@ def test_only_adapted_layers_and_head_changed(lora_run, tiny_model):
     base = load_causal_lm(str(tiny_model)).state_dict()
     changed = {k for k, v in saved.items() if k in base and not torch.equal(v, base[k])}
     assert changed and all("attn.c_attn.weight" in k for k in changed)  # peft's default target for GPT-2
-    assert "score.weight" in saved  # the head, trained in full (modules_to_save)
+    cfg = TrainConfig.from_dict(json.loads((lora_run.run_dir / "train_config.json").read_text()))
+    initial = train.load_model(TrainConfig.from_dict({**cfg.to_dict(), "lora": False}), load_tokenizer(cfg.base_model))
+    assert not torch.equal(saved["score.weight"], initial.score.weight)  # the head was trained (modules_to_save)
     assert lora_run.metrics["forgetting"]["tuned_perplexity"] > 0
 
 
