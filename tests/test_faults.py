@@ -300,3 +300,130 @@ def test_a_dataset_without_labels_is_refused_before_any_run_folder_exists(tiny_c
     with pytest.raises(UserError, match="no column 'label'.*--label-column"):
         train.run(tiny_config(dataset=str(data)))
     assert not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+
+
+# --- the app: kill -9 mid-training, then a restart ----------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_run(
+        tiny_model, tiny_dataset, previous, runs_dir):
+    import httpx
+    from gradio_client import Client
+
+    from finetune.config import TrainConfig
+    from tests.test_app import serve
+
+    port = _free_port()
+    env = {**os.environ, "RUNS_DIR": str(runs_dir), "BASE_MODEL": str(tiny_model), "DATASET": str(tiny_dataset),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "CPU_CORES": "1",
+           "HUB_MODEL_ID": "", "ADMIN_USERS": "", "GRADIO_ANALYTICS_ENABLED": "False"}
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert app.poll() is None, app.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the app did not answer /health"
+            try:
+                if httpx.get(url + "health", timeout=2).json()["model_loaded"]:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        client = Client(url, verbose=False, analytics_enabled=False)
+        started = client.predict(api_name="/train", train_size=120, test_size=30, epochs=200, batch_size=8,
+                                 max_length=32, evals_per_epoch=4, early_stopping_patience=0, few_shot_k=0)
+        assert started["accepted"], started
+        partial = _wait_for_checkpoint(runs_dir, app, timeout=120)
+        app.send_signal(signal.SIGKILL)
+        app.wait(timeout=30)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert runs.Run(partial).state == "running"  # left behind by the kill
+
+    defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir))
+    with serve(defaults) as (client, backend, url):  # the restart
+        health = httpx.get(url + "health").json()
+        deadline = time.monotonic() + 30
+        while not health["model_loaded"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            health = httpx.get(url + "health").json()
+        assert health["model"] == previous.id and not health["job_running"], health
+        assert client.predict("what a lovely day", api_name="/classify")["model"] == previous.id
+        assert [r.path for r in backend.job.interrupted] == [partial]
+    run = runs.Run(partial)
+    assert run.state == "interrupted" and not (partial / "_checkpoints").exists()
+    assert runs.latest(runs_dir).path == previous.path
+
+
+# --- bad input through the HTTP API ---------------------------------------------------------------------
+def _call(url: str, api: str, body: str) -> tuple[str, str]:
+    """POST raw JSON to Gradio's REST API, then read the result stream: (event, data)."""
+    import httpx
+
+    posted = httpx.post(f"{url}gradio_api/call/{api}", content=body.encode("utf-8", "surrogatepass"),
+                        headers={"content-type": "application/json"}, timeout=30)
+    if posted.status_code != 200:
+        return f"http {posted.status_code}", posted.text
+    event_id = posted.json()["event_id"]
+    lines = httpx.get(f"{url}gradio_api/call/{api}/{event_id}", timeout=60).text.splitlines()
+    event = next(l.split(": ", 1)[1] for l in lines if l.startswith("event:"))
+    data = next(l.split(": ", 1)[1] for l in lines if l.startswith("data:"))
+    return event, data
+
+
+ODD_TEXTS = ["\x00\x01\x02 control \x07 characters \x7f", "😀🎉🔥", "これは素晴らしい一日です", "مرحبا بالعالم",
+             "Привет, как дела?", "\u200b\u200b zero-width \u200b", "<script>alert(1)</script>", "é" * 2000]
+
+
+def test_odd_but_valid_text_is_classified_and_bad_requests_get_one_line_messages(
+        tiny_model, tiny_dataset, previous, runs_dir, tmp_path):
+    import httpx
+    from gradio_client import handle_file
+
+    from finetune.config import TrainConfig
+    from tests.test_app import serve
+
+    files = {
+        "latin1.csv": "text\ncafé très bien\n".encode("latin-1"),
+        "utf16.txt": "I love it\nhate this\n".encode("utf-16"),
+        "binary.csv": bytes(range(256)) * 64,
+        "empty.csv": b"",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir))
+    with serve(defaults) as (client, backend, url):
+        for text in ODD_TEXTS:  # valid text, however odd, gets a label
+            assert client.predict(text, api_name="/classify")["label"] in ("negative", "neutral", "positive")
+
+        bad = {  # raw requests a script might send: each gets a message that says what is wrong
+            '{"data": ["\\ud800 half an emoji"]}': "not valid Unicode",
+            '{"data": [{"text": "hi"}]}': "expected text, got dict",
+            '{"data": [12]}': "expected text, got int",
+            '{"data": [""]}': "empty",
+        }
+        for body, says in bad.items():
+            event, data = _call(url, "classify", body)
+            assert event == "error" and says in data, (body, event, data)
+            assert "Traceback" not in data
+        event, data = _call(url, "classify", '{"data": ["unterminated')
+        assert event == "http 422" and "JSON" in data
+
+        for name in files:
+            path, note = client.predict(handle_file(str(tmp_path / name)), api_name="/classify_file")
+            assert path is None and note.startswith("⚠️") and "\n" not in note.strip(), (name, note)
+        too_big = httpx.post(url + "gradio_api/upload",
+                             files={"files": ("big.txt", b"a tweet\n" * 300_000)}, timeout=60)
+        assert too_big.status_code == 413 and "maximum allowed size" in too_big.text
+
+        assert httpx.get(url + "health").json()["status"] == "ok"  # still up, still serving
+        assert client.predict("still here?", api_name="/classify")["model"] == previous.id
