@@ -2,7 +2,9 @@
 answers with an error that quotes it."""
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import huggingface_hub
@@ -104,3 +106,37 @@ def test_scrub_hides_the_token_and_anything_shaped_like_one(token):
     assert scrub(f"a {token} b") == "a *** b"
     assert scrub("x hf_abcdefghijklmnop y", token=None) == "x hf_*** y"
     assert SECRET not in first_line(ValueError(f"bad {token}\nsecond line"))
+
+
+def test_the_app_never_shows_the_token(token, tiny_model, tiny_dataset, runs_dir, monkeypatch, capsys, caplog):
+    """Train and push through the app's API with a Hub that quotes the token back; then read every
+    answer a browser or a script could get, the server's output and the runs folder."""
+    import httpx
+
+    from finetune.config import TrainConfig
+    from tests.test_app import serve, wait_for_end
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", LeakyHub)
+    defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
+                           train_size=60, test_size=30, epochs=1, batch_size=8, max_length=32, few_shot_k=0,
+                           hub_model_id="someone/tweet-sentiment")
+    with caplog.at_level(logging.DEBUG), serve(defaults) as (client, backend, url):
+        assert client.predict(api_name="/train")["accepted"]
+        status = wait_for_end(client)
+        deadline = time.monotonic() + 30
+        while (status.get("push") or {}).get("state") in (None, "pushing") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = client.predict(api_name="/status")
+        assert status["state"] == "done" and status["push"]["state"] == "failed", status
+        assert client.predict(api_name="/push")["accepted"]  # "push again": fails the same way
+        time.sleep(1)
+        answers = [json.dumps(status), json.dumps(client.predict(api_name="/status")),
+                   httpx.get(url + "health").text, httpx.get(url).text, httpx.get(url + "config").text,
+                   json.dumps(client.predict("hello", api_name="/classify"))]
+    assert LeakyHub.seen_tokens and set(LeakyHub.seen_tokens) == {token}
+    out = capsys.readouterr()
+    for i, text in enumerate(answers):
+        _assert_clean(text, f"answer {i}")
+    _assert_clean(out.out + out.err, "the server's output")
+    _assert_clean(caplog.text, "the server's logs")
+    _assert_folder_clean(runs_dir)
