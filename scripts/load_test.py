@@ -136,6 +136,21 @@ def job(url: str, action: str) -> dict:
         c.close()
 
 
+def stop_and_wait(url: str, timeout: float = 120.0) -> float:
+    """/stop the running job; seconds until /status no longer says running."""
+    c = client(url)
+    try:
+        began = time.monotonic()
+        c.predict(api_name="/stop")
+        while c.predict(api_name="/status")["state"] == "running":
+            if time.monotonic() - began > timeout:
+                raise SystemExit(f"the job did not stop within {timeout:.0f} s")
+            time.sleep(0.1)
+        return round(time.monotonic() - began, 2)
+    finally:
+        c.close()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.load_test", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,8 +175,8 @@ def main(argv=None) -> int:
     if args.while_training:
         after = job(args.url, "status")
         report["training_after"] = {k: after.get(k) for k in ("state", "run_id", "step", "total_steps")}
-        if after["state"] == "running":
-            job(args.url, "stop")
+        if after["state"] == "running":  # stop it, and time how long the stop takes
+            report["stop_seconds"] = stop_and_wait(args.url)
     print(json.dumps(report, indent=2))
     return 0 if report["failed"] == 0 and report["answered"] == args.requests else 1
 

@@ -15,7 +15,7 @@ from gradio_client.utils import QueueError
 
 import app as app_module
 from finetune.config import TrainConfig
-from scripts.load_test import client, quick_training, run_load, start_training
+from scripts.load_test import client, quick_training, run_load, start_training, stop_and_wait
 from tests.test_app import serve
 
 
@@ -30,22 +30,19 @@ def defaults(tiny_model, tiny_dataset, runs_dir, trained_run):
 
 def test_concurrent_clients_are_all_answered_idle_and_while_training(defaults, trained_run):
     with serve(defaults) as (_, backend, url):
-        idle = run_load(url, clients=6, requests=18, timeout=60, deadline=120)
+        idle = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
         print("idle:", idle)
-        assert idle["answered"] == 18 and idle["failed"] == 0, idle["errors"]
+        assert idle["answered"] == 12 and idle["failed"] == 0, idle["errors"]
 
         before = start_training(url, quick_training(epochs=500, train_size=120, early_stopping_patience=0), wait_steps=1)
-        busy = run_load(url, clients=6, requests=18, timeout=60, deadline=120)
+        busy = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
         after = client(url).predict(api_name="/status")
         print("while training:", busy, "steps", before["step"], "→", after.get("step"))
-        assert busy["answered"] == 18 and busy["failed"] == 0, busy["errors"]
+        assert busy["answered"] == 12 and busy["failed"] == 0, busy["errors"]
         assert after["state"] == "running" and after["step"] > before["step"]  # training went on too
         assert backend.server.model.name == trained_run.name  # the previous run served throughout
-        assert backend.stop()["accepted"]
-        deadline = time.monotonic() + 60
-        while backend.job.busy:
-            assert time.monotonic() < deadline, "the job did not stop"
-            time.sleep(0.1)
+        print(f"stopped in {stop_and_wait(url, timeout=60)} s")
+        assert not backend.job.busy
 
 
 def test_beyond_the_queue_limit_a_request_is_told_busy_retry_and_the_server_stays_up(defaults, monkeypatch):
