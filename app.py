@@ -34,6 +34,7 @@ from finetune.jobs import TrainingJob
 from finetune.runs import Run, list_runs, pin, read_json, serving
 from inference import ModelServer, NoModel
 from inference.explain import explain
+from inference.classifier import check_text
 
 log = logging.getLogger("app")
 
@@ -106,7 +107,13 @@ class Backend:
         """(prediction, model name) for one tweet; a UserError with what to do for bad input."""
         text = check_tweet(text)
         model = self.model()
-        return model.classify(text)[0], model.name
+        try:
+            return model.classify(text)[0], model.name
+        except UserError:
+            raise
+        except Exception as exc:  # input nobody foresaw: answer in words, keep serving
+            log.exception("classification failed")
+            raise UserError(f"could not classify this text ({type(exc).__name__}: {first_line(exc)})") from None
 
     def explain(self, text):
         """(Explanation, model name) for one tweet: each word's share in its label, and the span."""
@@ -145,10 +152,12 @@ class Backend:
             return {"accepted": False, "message": why}
         try:
             values = {**self.defaults.to_dict(), **{k: v for k, v in settings.items() if v not in (None, "")}}
-            cfg = TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)})
+            accepted, message = self.job.start(TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)}))
         except UserError as exc:
-            return {"accepted": False, "message": f"not started: {exc}"}
-        accepted, message = self.job.start(cfg)
+            accepted, message = False, f"not started: {exc}"
+        except Exception as exc:  # input nobody foresaw: refuse it in words, keep serving
+            log.exception("refused a training request")
+            accepted, message = False, f"not started: {type(exc).__name__}: {first_line(exc)}"
         return {"accepted": accepted, "message": message}
 
     def stop(self, profile=None) -> dict:
@@ -184,10 +193,8 @@ class Backend:
 
 
 def check_tweet(text) -> str:
-    if not isinstance(text, str):
-        raise UserError(f"expected the tweet as text, got {type(text).__name__}")
-    if not text.strip():
-        raise UserError("the text is empty: type a tweet to classify")
+    """The classifier's own checks (text, not empty, valid Unicode), then the app's length limit."""
+    check_text(text)
     if len(text) > MAX_TWEET_CHARS:
         raise UserError(f"the text is {len(text):,} characters long; the limit is {MAX_TWEET_CHARS:,}: "
                         f"shorten it (a tweet is at most 280)")
@@ -609,7 +616,7 @@ def add_api(backend: Backend) -> None:
         try:
             prediction, name = backend.classify(text)
         except UserError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None  # a message, not a bug
         return {"label": prediction.label, "probabilities": prediction.scores, "model": name}
 
     def status() -> dict:
@@ -644,7 +651,7 @@ def add_api(backend: Backend) -> None:
         try:
             ex, name = backend.explain(text)
         except UserError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None  # a message, not a bug
         return {**ex.to_dict(), "model": name}
 
     def correct(text: str, model_label: str, corrected_label: str, model: str = "") -> dict:
@@ -698,11 +705,13 @@ def create_app(defaults: TrainConfig | None = None, admin_users: list[str] | Non
 def main() -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    import datasets
     from transformers.utils import logging as hf_logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    hf_logging.set_verbosity_error()  # the app's log says what happens; no per-load reports
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     try:
         app, _, backend = create_app()
     except UserError as exc:  # e.g. a bad THREADS value
@@ -711,7 +720,8 @@ def main() -> None:
     port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     log.info("runs in %s; base model %s; dataset %s; serving on http://%s:%d", backend.runs_dir,
              backend.defaults.base_model, backend.defaults.dataset, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # open pages keep a heartbeat stream open: don't let them hold up a restart
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,31 @@ def first_line(exc: BaseException) -> str:
     """An exception's first line, for a one-line message: at most 300 characters, never a token."""
     lines = scrub(str(exc)).strip().splitlines()
     return lines[0][:300] if lines else type(exc).__name__
+
+
+def check_on_hub(kind: str, repo_id: str) -> None:
+    """For a `kind` ("model" or "dataset") that is not a local path: a malformed Hub id, one that does not
+    exist, or an unreachable Hub raise a UserError at once (loading would retry for a minute first).
+    Cached repos, offline mode and other answers (gated, server errors) are left to the loading."""
+    from pathlib import Path
+
+    from huggingface_hub import constants, dataset_info, model_info
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UserError(f"{kind} {repo_id!r} is neither an existing local path nor a valid Hub id "
+                        f"('name' or 'owner/name'): check it") from None
+    cached = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo_id.replace('/', '--')}"
+    if constants.HF_HUB_OFFLINE or cached.is_dir():
+        return
+    try:
+        (model_info if kind == "model" else dataset_info)(repo_id, timeout=10)
+    except RepositoryNotFoundError:
+        raise UserError(f"{kind} {repo_id!r} is neither a local path nor a repo on the Hub: check the name "
+                        f"(a private repo needs HF_TOKEN)") from None
+    except Exception as exc:
+        if is_offline_error(exc):
+            raise UserError(offline_hint(kind, repo_id)) from None

@@ -19,7 +19,7 @@ from typing import Callable
 
 from . import hub, train
 from .config import TrainConfig
-from .errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
+from .errors import UserError, check_on_hub, first_line, looks_like_path
 from .model import check_source
 from .runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, read_json
 
@@ -235,23 +235,3 @@ def check_settings(cfg: TrainConfig) -> TrainConfig:
         check_on_hub("model", cfg.base_model)
     check_writable(cfg.runs_dir)
     return cfg
-
-
-def check_on_hub(kind: str, repo_id: str) -> None:
-    """A Hub id that does not exist, or an unreachable Hub, is refused at once (loading would retry for
-    a minute first). Cached repos, offline mode and other answers (gated, server errors) are left to
-    the loading, which reports them."""
-    from huggingface_hub import constants, dataset_info, model_info
-    from huggingface_hub.errors import RepositoryNotFoundError
-
-    cached = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo_id.replace('/', '--')}"
-    if constants.HF_HUB_OFFLINE or cached.is_dir():
-        return
-    try:
-        (model_info if kind == "model" else dataset_info)(repo_id, timeout=10)
-    except RepositoryNotFoundError:
-        raise UserError(f"{kind} {repo_id!r} is neither a local path nor a repo on the Hub: check the name "
-                        f"(a private repo needs HF_TOKEN)") from None
-    except Exception as exc:
-        if is_offline_error(exc):
-            raise UserError(offline_hint(kind, repo_id)) from None

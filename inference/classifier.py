@@ -47,6 +47,11 @@ def check_text(text) -> str:
         raise InputError(f"expected text, got {type(text).__name__}")
     if not text.strip():
         raise InputError("the text is empty: type a tweet to classify")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. half an emoji: the tokenizer cannot take it
+        raise InputError("the text holds characters that are not valid Unicode (half an emoji?): "
+                         "retype or paste it again") from None
     return text
 
 

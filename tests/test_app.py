@@ -118,12 +118,14 @@ def test_stop_a_running_job_through_the_api(defaults):
 
 
 BAD_TEXTS = [("", "empty"), ("   \n\t", "empty"), ("x" * 1_000_000, "limit is 2,000"), (None, "expected"),
-             (42, "expected"), (["a", "b"], "expected")]
+             (42, "expected"), (["a", "b"], "expected"), ({"text": "hi"}, "expected")]
 BAD_SETTINGS = [({"epochs": -1}, "epochs must be > 0"), ({"epochs": "many"}, "not a valid float"),
                 ({"train_size": -5}, "size"), ({"learning_rate": 5}, "learning_rate"),
                 ({"batch_size": 0}, "batch_size"), ({"max_length": 2}, "max_length"),
                 ({"base_model": "/no/such/model"}, "does not exist"), ({"dataset": "/no/such/data"}, "does not exist"),
-                ({"hub_model_id": "no slash"}, "user/name"), ({"precision": "fp8"}, "precision")]
+                ({"hub_model_id": "no slash"}, "user/name"), ({"precision": "fp8"}, "precision"),
+                ({"epochs": [1, 2]}, "epochs"), ({"group_by_length": "maybe"}, "true/false"),
+                ({"base_model": "bad\x00name"}, "valid Hub id"), ({"dataset": "a b c"}, "valid Hub id")]
 
 
 def test_bad_inputs_get_messages_and_the_server_stays_up(defaults, tmp_path):
@@ -194,6 +196,16 @@ def test_views_of_a_finished_run(trained_run, runs_dir):
     assert len(app_module.before_after(run.metrics)) == 2
     assert not app_module.model_card(run).startswith("---")
     assert "validation @ step" in app_module.event_log(run.history())
+
+
+def test_tweet_checks():
+    from finetune.errors import UserError
+
+    assert app_module.check_tweet("fine") == "fine"
+    for text, words in [("\ud83d half an emoji", "not valid Unicode"), ("y" * 2_001, "limit is 2,000"),
+                        (" ", "empty"), (b"bytes", "expected text")]:
+        with pytest.raises(UserError, match=words):
+            app_module.check_tweet(text)
 
 
 def test_user_text_is_shown_as_text_never_as_markup():
