@@ -28,7 +28,7 @@ import pandas as pd
 from fastapi import FastAPI
 
 from finetune import corrections
-from finetune.config import LABELS, TrainConfig
+from finetune.config import LABELS, TrainConfig, parse_size
 from finetune.errors import UserError, first_line
 from finetune.jobs import TrainingJob
 from finetune.runs import Run, list_runs, pin, read_json, serving
@@ -408,7 +408,11 @@ def build_demo(backend: Backend) -> gr.Blocks:
             progress = gr.HTML(progress_html(backend.job.status()))
             with gr.Accordion("Settings", open=False):
                 fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-                inputs = [setting_input(fields[name], getattr(defaults, name)) for name in SETTINGS]
+                inputs = []
+                for start in range(0, len(SETTINGS), 2):  # two to a row
+                    with gr.Row():
+                        inputs += [setting_input(fields[name], getattr(defaults, name))
+                                   for name in SETTINGS[start:start + 2]]
             with gr.Row(visible=False) as plots_box:
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260)
                 eval_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=260,
@@ -598,7 +602,7 @@ def setting_input(field: dataclasses.Field, value):
     help_text, label = field.metadata.get("help", ""), field.name.replace("_", " ")
     if field.type in (bool, "bool"):
         return gr.Checkbox(value=value, label=label, info=help_text)
-    if field.name.endswith("_size"):
+    if field.metadata.get("parse") is parse_size:
         return gr.Number(value=value, label=f"{label} (0 = all)", info=help_text, precision=0, minimum=0)
     if field.type in (int, "int"):
         return gr.Number(value=value, label=label, info=help_text, precision=0)
@@ -678,7 +682,7 @@ def _config_signature(fn) -> None:
         if f.name in API_EXCLUDED:
             continue
         kind = _FIELD_TYPES.get(f.type, f.type) if isinstance(f.type, str) else f.type
-        hints[f.name] = Optional[int | str] if f.name.endswith("_size") else Optional[kind]
+        hints[f.name] = Optional[int | str] if f.metadata.get("parse") is parse_size else Optional[kind]
         params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
     fn.__signature__ = inspect.Signature(params, return_annotation=dict)
     fn.__annotations__ = hints
@@ -703,9 +707,8 @@ def create_app(defaults: TrainConfig | None = None, admin_users: list[str] | Non
 
 
 def main() -> None:
-    import uvicorn
-
     import datasets
+    import uvicorn
     from transformers.utils import logging as hf_logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
