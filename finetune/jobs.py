@@ -25,9 +25,6 @@ from .runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, rea
 
 log = logging.getLogger(__name__)
 
-JOB_STATES = ("idle", "running", "done", "failed", "stopped")
-
-
 class TrainingJob:
     """Runs `finetune.train.run` in a daemon thread; one job at a time, never queued."""
 
@@ -100,36 +97,26 @@ class TrainingJob:
         return self._thread is not None and self._thread.is_alive()
 
     def status(self) -> dict:
-        """A JSON-able snapshot: state, run_id, step, total_steps, epoch, eta_s, message, and when
-        done the metrics, data report and push result. With no job since start-up: the newest run."""
+        """A JSON-able snapshot: state (idle/running/done/failed/stopped), run_id, step, total_steps,
+        epoch, eta_s, message; once a run has ended its metrics, data report and push result. With no
+        job since start-up: idle, with the newest run's results."""
         run = self._run() if self._run_id else None
         status = self._idle_status() if run is None and self._state == "idle" else self._job_status(run)
         if self._pushing:
             status["push"] = self._pushing
         return status
 
-    def _job_status(self, run: Run | None) -> dict:
-        folder = run.status if run else {}
-        progress = {k: folder.get(k) for k in ("step", "total_steps", "epoch", "eta_s")}
-        progress.update({k: v for k, v in self._progress.items() if v is not None})  # fresher than the file
-        status = {"state": self._state, "run_id": self._run_id or None, **progress,
-                  "elapsed_s": self._progress.get("elapsed_s"), "message": self._message,
-                  "base_model": self._cfg.base_model if self._cfg else None,
-                  "hub_model_id": self._cfg.hub_model_id if self._cfg else "",
-                  "started": folder.get("started")}
-        if run and self._state in ("done", "stopped", "failed"):
-            status.update(_results(run))
-        return status
-
     def events(self) -> list[dict]:
         """The run's history (log, eval, data, test ... events) and the job's own, oldest first."""
-        run = self._run() if self._run_id else self._newest()
+        run = self.current_run()
         history = run.history() if run else []
         return sorted(history + self._events, key=lambda e: e.get("time", 0))
 
     def current_run(self) -> Run | None:
         """The run the job works (or last worked) on; with no job since start-up, the newest one."""
-        return self._run() if self._run_id else self._newest()
+        if self._run_id:
+            return self._run()
+        return self._newest() if self._state == "idle" else None  # a job starting: no folder yet
 
     # --- the thread ---------------------------------------------------------------------------------
     def _work(self, cfg: TrainConfig, stop: threading.Event) -> None:
@@ -202,6 +189,19 @@ class TrainingJob:
 
     def _newest(self) -> Run | None:
         return next(iter(list_runs(self.runs_dir)), None)
+
+    def _job_status(self, run: Run | None) -> dict:
+        folder = run.status if run else {}
+        progress = {k: folder.get(k) for k in ("step", "total_steps", "epoch", "eta_s")}
+        progress.update({k: v for k, v in self._progress.items() if v is not None})  # fresher than the file
+        status = {"state": self._state, "run_id": self._run_id or None, **progress,
+                  "elapsed_s": self._progress.get("elapsed_s"), "message": self._message,
+                  "base_model": self._cfg.base_model if self._cfg else None,
+                  "hub_model_id": self._cfg.hub_model_id if self._cfg else "",
+                  "started": folder.get("started")}
+        if run and self._state in ("done", "stopped", "failed"):
+            status.update(_results(run))
+        return status
 
     def _idle_status(self) -> dict:
         run = self._newest()
