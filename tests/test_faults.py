@@ -78,9 +78,10 @@ def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_
            "--max-length", "32", "--evals-per-epoch", "4", "--early-stopping-patience", "0",
            "--few-shot-k", "0", "--runs-dir", str(runs_dir), "--quiet"]
     env = {**os.environ, "CPU_CORES": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = runs_dir.parent / "finetune.log"  # a file, not a pipe: a full pipe would block the process
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     try:
-        partial = _wait_for_checkpoint(runs_dir, proc, timeout=120)
+        partial = _wait_for_checkpoint(runs_dir, proc, log, timeout=120)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -100,12 +101,12 @@ def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_
     assert runs.mark_interrupted(runs_dir) == []  # idempotent
 
 
-def _wait_for_checkpoint(runs_dir: Path, proc: subprocess.Popen, timeout: float) -> Path:
+def _wait_for_checkpoint(runs_dir: Path, proc: subprocess.Popen, log: Path, timeout: float) -> Path:
     """The `.partial` folder of the subprocess's run, once it has written a checkpoint mid-training."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+            pytest.fail(f"training ended before it could be killed: {log.read_text()[-2000:]}")
         for path in runs_dir.glob(f"*{runs.PARTIAL}"):
             if list(path.glob("_checkpoints/checkpoint-*/*.safetensors")):
                 return path
@@ -323,13 +324,14 @@ def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_
     env = {**os.environ, "RUNS_DIR": str(runs_dir), "BASE_MODEL": str(tiny_model), "DATASET": str(tiny_dataset),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "CPU_CORES": "1",
            "HUB_MODEL_ID": "", "ADMIN_USERS": "", "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = runs_dir.parent / "app.log"  # a file, not a pipe: a full pipe would block the app
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE)
+                           stderr=log.open("wb"))
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert app.poll() is None, app.stderr.read().decode()[-2000:]
+            assert app.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the app did not answer /health"
             try:
                 if httpx.get(url + "health", timeout=2).json()["model_loaded"]:
@@ -341,7 +343,7 @@ def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_
         started = client.predict(api_name="/train", train_size=120, test_size=30, epochs=200, batch_size=8,
                                  max_length=32, evals_per_epoch=4, early_stopping_patience=0, few_shot_k=0)
         assert started["accepted"], started
-        partial = _wait_for_checkpoint(runs_dir, app, timeout=120)
+        partial = _wait_for_checkpoint(runs_dir, app, log, timeout=120)
         app.send_signal(signal.SIGKILL)
         app.wait(timeout=30)
     finally:
