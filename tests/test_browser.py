@@ -45,6 +45,11 @@ def test_retrain_then_chat_in_the_browser(browser, tiny_model, tiny_dataset, run
         expect(page.get_by_text("Confusion matrix (rows: true label)")).to_be_visible()
         page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
 
+        second = browser.new_page()  # another browser tab: the state lives in the server, not the page
+        second.goto(url)
+        expect(second.locator(".job-line")).to_contain_text(f"done · run {run_id}", timeout=30_000)
+        second.close()
+
         page.get_by_role("tab", name="Classify").click()
         box = page.get_by_placeholder("Type a tweet and press Enter")
         box.fill("<b>so happy</b> today, love it")
