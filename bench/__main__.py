@@ -1,0 +1,198 @@
+"""python -m bench [--quick] [--json FILE] [--model PATH] [--device cpu|cuda] [--agreement-model RUN]
+
+Measures, in one run on this machine, training and classification speed of the project's defaults
+("ours") against baselines, the machine's matmul peak, and peak memory; prints a table and
+optionally writes the figures as JSON. Every case runs in its own subprocess (see bench/__init__.py).
+
+  training   ours: `python -m finetune`'s path; plain: a default Trainer, fp32, dynamic padding,
+             batch 16, random batches; recipe: pad to 1024, batch 1, fp32 (a few steps only)
+  serving    ours: inference.Classifier with its defaults; pipeline: transformers.pipeline
+             ("text-classification"), fp32 defaults, on the same model
+  levers     (full run only) ours with one knob changed, to show what each lever gives here
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from . import default_dataset, default_model, run_worker
+
+TARGETS = {"train_speedup_vs_recipe": ">= 400x", "train_speedup_vs_plain": ">= 8x", "train_peak_fraction": ">= 40%",
+           "infer_latency_ratio": "<= 0.3x", "infer_batch_speedup": ">= 10x", "agreement": ">= 99%"}
+# knob changes weighed against ours in the full run (name → TrainConfig overrides)
+LEVERS = {
+    "bf16 autocast": {"precision": "bf16"},
+    "fp32 (no autocast)": {"precision": "fp32"},
+    "random batches (no length grouping)": {"group_by_length": "false"},
+    "batch 32": {"batch_size": "32"},
+    "frozen embeddings": {"freeze_embeddings": "true"},
+    "LoRA r=8 (peft)": {"lora": "true"},
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer steps and tweets, no levers: under 2 minutes")
+    p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    p.add_argument("--model", default=default_model(),
+                   help="model to measure (default: gpt2-random under ~/.cache/offline-models if built, else gpt2)")
+    p.add_argument("--dataset", default=default_dataset(), help="tweets to train and classify (default: ../shared's)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--agreement-model", metavar="RUN",
+                   help="a fine-tuned run folder on which to check agreement with fp32 (default: --model)")
+    p.add_argument("--levers", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure each lever alone (default: on in the full run, off with --quick)")
+    return p.parse_args(argv)
+
+
+def machine(device: str) -> dict:
+    import torch
+
+    from finetune.model import cpu_has_amx, granted_cores
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_name(),
+            "cores_granted": granted_cores(), "amx": cpu_has_amx(), "device": device}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+            return 2
+    quick = args.quick
+    levers = (not quick) if args.levers is None else args.levers
+    common = ["--model", args.model, "--dataset", args.dataset, "--device", args.device]
+    started = time.monotonic()
+    say = lambda msg: print(f"[{time.monotonic() - started:5.0f}s] {msg}", file=sys.stderr, flush=True)
+
+    from .peak import peaks
+    from finetune.model import set_threads
+    set_threads(0)
+    say("matmul peak")
+    peak = peaks(args.device, quick)
+
+    steps = ["--steps", 4 if quick else 10, "--warmup", 2]
+    train = {}
+    for case, extra in (("ours", steps), ("plain", steps), ("recipe", ["--steps", 2 if quick else 3, "--warmup", 1])):
+        say(f"training: {case}")
+        train[case] = run_worker("training", [case, *common, *extra])
+    lever_results = {}
+    if levers:
+        for name, knobs in LEVERS.items():
+            say(f"lever: {name}")
+            sets = [a for k, v in knobs.items() for a in ("--set", f"{k}={v}")]
+            try:
+                lever_results[name] = run_worker("training", ["ours", *common, *steps, *sets])
+            except RuntimeError as exc:  # e.g. a knob this checkout does not have
+                lever_results[name] = {"error": str(exc).splitlines()[-1]}
+
+    sizes = (["--latency-tweets", 20, "--batch-tweets", 1000, "--agreement-tweets", 300] if quick else
+             ["--latency-tweets", 50, "--batch-tweets", 1000, "--agreement-tweets", 1000])
+    agreement = ["--agreement-model", args.agreement_model] if args.agreement_model else []
+    say("serving: ours")
+    serve = {"ours": run_worker("serving", ["ours", *common, *sizes, *agreement])}
+    say("serving: pipeline")
+    pipe_sizes = list(sizes)
+    if quick:  # the pipeline runs one tweet at a time: its rate over 200 tweets is its rate over 1,000
+        pipe_sizes[3] = 200
+    serve["pipeline"] = run_worker("serving", ["pipeline", *common, *pipe_sizes])
+
+    ours = train["ours"]
+    used_peak = peak.get(ours["precision"], peak["fp32"])
+    figures = {
+        "train_speedup_vs_recipe": ratio(ours["tweets_per_s"], train["recipe"]["tweets_per_s"]),
+        "train_speedup_vs_plain": ratio(ours["tweets_per_s"], train["plain"]["tweets_per_s"]),
+        "train_peak_fraction": ratio(ours["gflops"], used_peak),
+        "train_bf16_peak_fraction": ratio(ours["gflops"], peak["bf16"]),
+        "infer_latency_ratio": ratio(serve["ours"]["latency_ms"], serve["pipeline"]["latency_ms"]),
+        "infer_batch_speedup": ratio(serve["ours"]["batch_tweets_per_s"], serve["pipeline"]["batch_tweets_per_s"]),
+        "agreement": serve["ours"]["agreement"],
+        "train_peak_rss_mb": ours["peak_rss_mb"],
+        "serve_rss_mb": serve["ours"]["peak_rss_mb"],
+        "serve_extra_rss_mb": serve["ours"]["serve_extra_mb"],
+    }
+    report = {**figures, "targets": TARGETS, "peak_gflops": peak, "training": train, "serving": serve,
+              "levers": lever_results, "machine": machine(args.device), "model": args.model, "quick": quick,
+              "seconds": round(time.monotonic() - started, 1),
+              "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])}
+    print(table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+def table(r: dict) -> str:
+    """The report as a plain-text table."""
+    t, s, p = r["training"], r["serving"], r["peak_gflops"]
+    ours = t["ours"]
+    pct = lambda x: f"{100 * x:.1f}%" if x is not None else "-"
+    times = lambda x: f"{x:.2f}x" if x is not None else "-"
+    m = r["machine"]
+    lines = [f"model {r['model']} on {m['cpu']} ({m['cores_granted']} cores, AMX {'yes' if m['amx'] else 'no'}"
+             + (f", {m['gpu']}" if m.get("gpu") else "") + f"), torch {m['torch']}, {r['seconds']:.0f}s"
+             + (" (quick)" if r["quick"] else ""),
+             f"matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()), ""]
+    rows = [("", "baseline", "ours", "ours/baseline", "target", "% of peak", "peak RSS MB")]
+
+    def train_row(name, base_case):
+        b = t[base_case]
+        return (f"train tweets/s vs {name}", f"{b['tweets_per_s']:.2f}", f"{ours['tweets_per_s']:.2f}",
+                times(ratio(ours["tweets_per_s"], b["tweets_per_s"])), TARGETS[f"train_speedup_vs_{base_case}"],
+                f"{pct(ratio(b['gflops'], p['fp32']))} -> {pct(r['train_peak_fraction'])}",
+                f"{b['peak_rss_mb']:.0f} -> {ours['peak_rss_mb']:.0f}")
+
+    rows.append(train_row("recipe (pad 1024, batch 1)", "recipe"))
+    rows.append(train_row("plain Trainer (batch 16)", "plain"))
+    rows.append((f"train GFLOP/s ({ours['precision']})", f"{t['plain']['gflops']:.0f}", f"{ours['gflops']:.0f}", "",
+                 TARGETS["train_peak_fraction"] + " of bf16",
+                 f"{pct(r['train_peak_fraction'])} of {ours['precision']}, {pct(r['train_bf16_peak_fraction'])} of bf16", ""))
+    sp, so = s["pipeline"], s["ours"]
+    rows.append((f"one tweet, median ms ({so['precision']})", f"{sp['latency_ms']:.1f}", f"{so['latency_ms']:.1f}",
+                 times(r["infer_latency_ratio"]), TARGETS["infer_latency_ratio"], "",
+                 f"{sp['peak_rss_mb']:.0f} -> {so['peak_rss_mb']:.0f}"))
+    rows.append((f"batch tweets/s ({so['batch_tweets']} tweets)", f"{sp['batch_tweets_per_s']:.1f}",
+                 f"{so['batch_tweets_per_s']:.1f}", times(r["infer_batch_speedup"]), TARGETS["infer_batch_speedup"], "",
+                 f"+{sp['serve_extra_mb']:.0f} -> +{so['serve_extra_mb']:.0f} over import"))
+    rows.append((f"agreement with fp32 ({so['agreement_tweets']} test tweets)", "", pct(so["agreement"]), "",
+                 TARGETS["agreement"], "", ""))
+    for name, lever in r["levers"].items():
+        if "error" in lever:
+            rows.append((f"lever: {name}", "", "n/a", "", "", "", lever["error"][:40]))
+        else:
+            rows.append((f"lever: {name}", f"{ours['tweets_per_s']:.2f}", f"{lever['tweets_per_s']:.2f}",
+                         times(ratio(lever["tweets_per_s"], ours["tweets_per_s"])), "",
+                         pct(ratio(lever["gflops"], p.get(lever["precision"], p["fp32"]))),
+                         f"{lever['peak_rss_mb']:.0f}"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.append("(lever rows: baseline = ours with the defaults; ratio > 1 means the lever is faster here)"
+                 if r["levers"] else "")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

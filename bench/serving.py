@@ -1,0 +1,112 @@
+"""Classification speed and memory: ours (`inference.Classifier`) against `transformers.pipeline`.
+
+    python -m bench.serving ours|pipeline [--model M] [--precision auto] [--latency-tweets N] [--batch-tweets N]
+
+ours      Classifier.load(model) with its defaults (or --precision): length-sorted batches padded per
+          batch, no autograd, int8 / bf16 / fp32; then agreement of its predictions with the fp32
+          model's on test tweets (--agreement-model: a fine-tuned run to check it on instead)
+pipeline  transformers.pipeline("text-classification") on the same fp32 model, its defaults (batch 1)
+
+Latency: the median over single tweets, one call each. Throughput: one call with the whole batch.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from finetune import data
+from finetune.config import TrainConfig
+from finetune.model import load_classifier, load_tokenizer
+from inference.classifier import Classifier
+
+from . import current_rss_mb, default_dataset, default_model, emit, peak_rss_mb
+
+WARMUP = 5
+
+
+def test_tweets(dataset: str, n: int) -> list[str]:
+    """Real, cleaned test tweets (the same ones every run)."""
+    cfg = TrainConfig(dataset=dataset, train_size=10, test_size=n, validation_share=0.0)
+    splits, _ = data.prepare(cfg)
+    return list(splits["test"]["text"])
+
+
+def timed(fn, tweets: list[str], latency_tweets: int, batch_tweets: int) -> dict:
+    """Median seconds for one tweet per call, and tweets per second for one call with a batch."""
+    for text in tweets[:WARMUP]:
+        fn(text)
+    times = []
+    for text in tweets[WARMUP:WARMUP + latency_tweets]:
+        start = time.perf_counter()
+        fn(text)
+        times.append(time.perf_counter() - start)
+    batch = tweets[:batch_tweets]
+    start = time.perf_counter()
+    fn(batch)
+    seconds = time.perf_counter() - start
+    return {"latency_ms": round(1000 * statistics.median(times), 2), "latency_tweets": len(times),
+            "batch_tweets": len(batch), "batch_seconds": round(seconds, 3),
+            "batch_tweets_per_s": round(len(batch) / seconds, 1)}
+
+
+def labels_of(clf: Classifier, tweets: list[str]) -> np.ndarray:
+    return clf.predict_proba(tweets).argmax(axis=-1)
+
+
+def measure(case: str, model_path: str, dataset: str, device: str, precision: str, latency_tweets: int,
+            batch_tweets: int, agreement_tweets: int, agreement_model: str | None) -> dict:
+    tweets = test_tweets(dataset, max(batch_tweets, agreement_tweets, WARMUP + latency_tweets))
+    rss_before = current_rss_mb()  # the interpreter with torch and transformers imported
+    torch.manual_seed(0)           # the same new head (if the model has none yet) in every load
+    if case == "ours":
+        clf = Classifier.load(model_path, precision=precision)
+        result = {"case": case, "precision": clf.precision, "threads": torch.get_num_threads(),
+                  **timed(clf.classify, tweets, latency_tweets, batch_tweets)}
+    elif case == "pipeline":
+        from transformers import pipeline
+        tokenizer = load_tokenizer(model_path)
+        model = load_classifier(model_path, tokenizer)
+        pipe = pipeline("text-classification", model=model, tokenizer=tokenizer,
+                        device=0 if device == "cuda" else -1)
+        result = {"case": case, "precision": "fp32", "threads": torch.get_num_threads(),
+                  **timed(pipe, tweets, latency_tweets, batch_tweets)}
+    else:
+        raise SystemExit(f"unknown case {case!r}: ours or pipeline")
+    result.update(rss_before_load_mb=rss_before, peak_rss_mb=peak_rss_mb(),
+                  serve_extra_mb=round(peak_rss_mb() - rss_before, 1))
+    if case == "ours":  # after the memory figures: the fp32 reference must not count as serving memory
+        source = agreement_model or model_path
+        sample = tweets[:agreement_tweets]
+        torch.manual_seed(0)
+        ours = clf if source == model_path else Classifier.load(source, precision=precision)
+        torch.manual_seed(0)
+        reference = Classifier.load(source, precision="fp32")
+        same = labels_of(ours, sample) == labels_of(reference, sample)
+        result.update(agreement=round(float(same.mean()), 4), agreement_tweets=len(sample),
+                      agreement_model=source)
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["ours", "pipeline"])
+    p.add_argument("--model", default=default_model())
+    p.add_argument("--dataset", default=default_dataset())
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="auto", help="ours: auto (Classifier.load's default), fp32, bf16, int8")
+    p.add_argument("--latency-tweets", type=int, default=50)
+    p.add_argument("--batch-tweets", type=int, default=1000)
+    p.add_argument("--agreement-tweets", type=int, default=1000)
+    p.add_argument("--agreement-model", default=None, help="a fine-tuned run folder to check agreement on")
+    args = p.parse_args(argv)
+    emit(measure(args.case, args.model, args.dataset, args.device, args.precision, args.latency_tweets,
+                 args.batch_tweets, args.agreement_tweets, args.agreement_model))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Training throughput: tweets per second through forward, backward and optimizer step.
+
+    python -m bench.training ours|plain|recipe [--model M] [--device cpu|cuda] [--steps N] [--set knob=value]
+
+ours   the engine's own path (`python -m finetune`'s): TrainConfig defaults → finetune.train.load_model,
+       training_arguments, length-grouped batches padded per batch (`--set` changes a knob, to weigh a lever)
+plain  a plain `Trainer`: fp32, dynamic padding, batch 16, random batches, every other argument default
+recipe the tutorial: every tweet padded to 1024 tokens, batch 1, fp32
+
+All three train on the same real tweets; the first `--warmup` steps are not timed. FLOPs count 6 ×
+(non-embedding parameters) per real (unpadded) token, the usual estimate for a forward+backward pass.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+
+from finetune import data, train
+from finetune.config import TrainConfig
+from finetune.model import load_classifier, load_tokenizer, resolve_precision, set_threads
+
+from . import default_dataset, default_model, emit, peak_rss_mb, sync
+
+RECIPE_LENGTH = 1024
+PLAIN_BATCH = 16
+TRAIN_TWEETS = 1000  # the recipe's setting; batches are drawn from all of them
+
+
+class StepTimer(TrainerCallback):
+    """Times steps warmup+1 .. warmup+steps and counts the real tokens they saw (from a forward hook)."""
+
+    def __init__(self, model, warmup: int, device: str):
+        self.warmup, self.device = warmup, device
+        self.batches: list[tuple[int, int, int]] = []  # (tweets, real tokens, padded tokens) per forward
+        self.start = self.end = None
+        self.first = self.last = 0
+        model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids")
+        if mask is not None:
+            self.batches.append((mask.shape[0], int(mask.sum()), mask.numel()))
+        elif ids is not None:
+            self.batches.append((ids.shape[0], ids.numel(), ids.numel()))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            sync(self.device)
+            self.start, self.first = time.perf_counter(), len(self.batches)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == state.max_steps:
+            sync(self.device)
+            self.end, self.last = time.perf_counter(), len(self.batches)
+
+    def figures(self) -> dict:
+        seen = self.batches[self.first:self.last]
+        seconds = self.end - self.start
+        tweets, real, padded = (sum(b[i] for b in seen) for i in range(3))
+        return {"seconds": round(seconds, 3), "tweets": tweets, "real_tokens": real,
+                "padding_share": round(1 - real / padded, 3), "tweets_per_s": round(tweets / seconds, 3),
+                "tokens_per_s": round(real / seconds, 1)}
+
+
+def flops_per_token(model) -> float:
+    """6 × the parameters outside embedding tables (a lookup costs no multiply-adds)."""
+    embedding = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    return 6.0 * sum(p.numel() for p in model.parameters() if id(p) not in embedding)
+
+
+def measure(case: str, model_path: str, dataset: str, device: str, steps: int, warmup: int,
+            overrides: dict | None = None) -> dict:
+    cfg = TrainConfig.from_dict({"base_model": model_path, "dataset": dataset, "train_size": TRAIN_TWEETS,
+                                 "test_size": 10, "validation_share": 0.0, **(overrides or {})}).validate()
+    cuda = device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device visible")
+    tokenizer = load_tokenizer(cfg.base_model)
+    splits, _ = data.prepare(cfg)
+    out = tempfile.mkdtemp(prefix="bench-train-")
+    common = dict(max_steps=warmup + steps, save_strategy="no", eval_strategy="no", logging_strategy="no",
+                  report_to="none", disable_tqdm=True, use_cpu=not cuda, seed=cfg.seed)
+    if case == "ours":
+        set_threads(cfg.threads)
+        model = train.load_model(cfg, tokenizer)
+        tokenized = data.tokenize(splits, tokenizer, cfg.max_length)["train"]
+        args = train.training_arguments(cfg, out, len(tokenized), has_validation=False)
+        args.max_steps, args.logging_strategy = warmup + steps, "no"
+        collator, precision, batch = DataCollatorWithPadding(tokenizer), resolve_precision(cfg.precision), cfg.batch_size
+    else:
+        torch.manual_seed(cfg.seed)
+        model = load_classifier(cfg.base_model, tokenizer)
+        if case == "plain":
+            tokenized = splits["train"].map(lambda b: tokenizer(b["text"], truncation=True), batched=True,
+                                            remove_columns=["text"])
+            batch, collator = PLAIN_BATCH, DataCollatorWithPadding(tokenizer)
+        elif case == "recipe":  # 1024, or the model's own limit if shorter
+            length = min(RECIPE_LENGTH, getattr(model.config, "max_position_embeddings", None) or RECIPE_LENGTH)
+            tokenized = splits["train"].map(
+                lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=length),
+                batched=True, remove_columns=["text"])
+            batch, collator = 1, default_data_collator
+        else:
+            raise SystemExit(f"unknown case {case!r}: ours, plain or recipe")
+        args = TrainingArguments(out, per_device_train_batch_size=batch, learning_rate=cfg.learning_rate, **common)
+        precision = "fp32"
+    timer = StepTimer(model, warmup, device)
+    trainer = Trainer(model=model, args=args, train_dataset=tokenized, data_collator=collator, callbacks=[timer])
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    result = {"case": case, "precision": precision, "batch_size": batch, "steps": steps,
+              "threads": torch.get_num_threads(), "optimizer": getattr(args.optim, "value", str(args.optim)), "device": device,
+              "gflop_per_token": round(flops_per_token(model) / 1e9, 4), **timer.figures()}
+    result["gflops"] = round(result["tokens_per_s"] * result["gflop_per_token"], 1)
+    result["peak_rss_mb"] = peak_rss_mb()
+    if cuda:
+        result["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["ours", "plain", "recipe"])
+    p.add_argument("--model", default=default_model())
+    p.add_argument("--dataset", default=default_dataset())
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                   help="a TrainConfig knob for `ours` (e.g. batch_size=32, precision=bf16, lora=true)")
+    args = p.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    emit(measure(args.case, args.model, args.dataset, args.device, args.steps, args.warmup, overrides))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The fast paths give the same answers as the plain ones: int8 / bf16 classification against fp32,
+length-grouped batches against random ones, frozen embeddings, the precision and thread choices, and
+the benchmark's own measurements (what they count, not how fast anything is)."""
+import numpy as np
+import pytest
+import torch
+from transformers import DataCollatorWithPadding, Trainer
+
+from finetune import data, train
+from finetune.model import cpu_has_amx, granted_cores, load_classifier, load_tokenizer, resolve_precision
+from inference import ModelServer
+from inference.classifier import Classifier, conv1d_to_linear, resolve_serving_precision
+
+TWEETS = ["i love this so much", "awful terrible day", "going to work on the bus", "love", "meeting",
+          "the worst monday at the office, so sad and angry", "great fun with my best friends today",
+          "lunch at home", "i hate the bus", "thanks so much, wonderful"] * 3
+
+
+@pytest.fixture(scope="module")
+def fp32(trained_run):
+    return Classifier.load(trained_run, precision="fp32")
+
+
+def test_conv1d_to_linear_is_exact(tiny_model):
+    tok = load_tokenizer(str(tiny_model))
+    model = load_classifier(str(tiny_model), tok).eval()
+    batch = tok(TWEETS[:5], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        before = model(**batch).logits
+    conv1d_to_linear(model)
+    with torch.inference_mode():
+        after = model(**batch).logits
+    assert not any(type(m).__name__ == "Conv1D" for m in model.modules())
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.modules()) == 2 * 4 + 1  # 4 per layer + head
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_fast_precisions_agree_with_fp32(trained_run, fp32, precision):
+    fast = Classifier.load(trained_run, precision=precision)
+    assert fast.precision == precision
+    if precision == "int8":  # the body's linear layers are quantised, the head is not
+        kinds = {type(m).__module__ for m in fast.model.base_model.modules() if "Linear" in type(m).__name__}
+        assert kinds and all("quantized" in k for k in kinds)
+        assert type(fast.model.score) is torch.nn.Linear
+    want, got = fp32.predict_proba(TWEETS), fast.predict_proba(TWEETS)
+    assert (want.argmax(1) == got.argmax(1)).mean() >= 0.9
+    assert np.abs(want - got).max() < 0.1
+    np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
+
+
+def test_serving_defaults_to_int8_and_can_be_switched_off(trained_run, runs_dir, monkeypatch):
+    assert resolve_serving_precision("auto") == "int8" and resolve_serving_precision("fp32") == "fp32"
+    monkeypatch.setattr("inference.classifier.has_int8_engine", lambda: False)
+    assert resolve_serving_precision("auto") == "fp32"  # no quantised engine: fp32, not an error
+    monkeypatch.undo()
+    import shutil
+    shutil.copytree(trained_run, runs_dir / trained_run.name)
+    assert ModelServer(runs_dir).get().precision == "int8"
+    monkeypatch.setenv("SERVING_PRECISION", "fp32")
+    assert ModelServer(runs_dir).get().precision == "fp32"
+
+
+def test_amx_detection_reads_cpu_flags(monkeypatch):
+    monkeypatch.setattr("finetune.model.Path.read_text", lambda self, *a, **k: "flags\t: avx512f avx512_bf16")
+    assert cpu_has_amx() is False  # AVX-512-BF16 alone: bf16 runs slower than fp32, so no bf16
+    monkeypatch.setattr("finetune.model.Path.read_text", lambda self, *a, **k: "flags\t: amx_bf16 amx_tile")
+    assert cpu_has_amx() is True
+
+    def unreadable(self, *a, **k):
+        raise OSError("no /proc here")
+    monkeypatch.setattr("finetune.model.Path.read_text", unreadable)
+    assert cpu_has_amx() is False
+
+
+def test_precision_on_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto") == "fp16" and resolve_precision("fp16") == "fp16"
+
+
+def test_granted_cores_fall_back_to_affinity(monkeypatch):
+    monkeypatch.setenv("CPU_CORES", "not a number")
+    assert granted_cores() == len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setenv("CPU_CORES", "2.0")
+    assert granted_cores() == 2
+
+
+def _trainer(tiny_config, **overrides):
+    cfg = tiny_config(**overrides)
+    tok = load_tokenizer(cfg.base_model)
+    splits, _ = data.prepare(cfg)
+    tokenized = data.tokenize(splits, tok, cfg.max_length)["train"]
+    args = train.training_arguments(cfg, cfg.runs_dir, len(tokenized), has_validation=False)
+    trainer = Trainer(model=load_classifier(cfg.base_model, tok), args=args, train_dataset=tokenized,
+                      processing_class=tok, data_collator=DataCollatorWithPadding(tok))
+    return trainer, tokenized
+
+
+def _padding_share(trainer, tokenized) -> float:
+    masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
+    return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+
+
+def test_length_grouping_sees_every_tweet_once_per_epoch_with_less_padding(tiny_config):
+    trainer, tokenized = _trainer(tiny_config, group_by_length=True, batch_size=8)
+    sampler = trainer._get_train_sampler()
+    assert type(sampler).__name__ == "LengthGroupedSampler"
+    epochs = [list(sampler) for _ in range(2)]
+    for order in epochs:
+        assert sorted(order) == list(range(len(tokenized)))  # a permutation: each tweet exactly once
+    assert epochs[0] != epochs[1]  # reshuffled every epoch
+    lengths = tokenized["length"]
+
+    def spread(order):  # mean (longest - shortest) tweet in a batch, in tokens
+        return np.mean([max(lengths[i] for i in order[s:s + 8]) - min(lengths[i] for i in order[s:s + 8])
+                        for s in range(0, len(order), 8)])
+    shuffled = torch.randperm(len(tokenized), generator=torch.Generator().manual_seed(0)).tolist()
+    assert spread(epochs[0]) < spread(shuffled) / 2  # similar lengths share a batch ...
+    # ... so that per-batch padding leaves less of each batch padding than random batches do
+    random_trainer, _ = _trainer(tiny_config, group_by_length=False, batch_size=8)
+    assert _padding_share(trainer, tokenized) < _padding_share(random_trainer, tokenized)
+
+
+def test_frozen_embeddings_stay_unchanged(tiny_config, tiny_model):
+    from safetensors.torch import load_file
+
+    result = train.run(tiny_config(freeze_embeddings=True, few_shot_k=0))
+    assert result.state == "done"
+    tok = load_tokenizer(str(tiny_model))
+    base = load_classifier(str(tiny_model), tok)
+    trained = load_file(result.run_dir / "model.safetensors")
+    wte = next(k for k in trained if k.endswith("wte.weight"))
+    torch.testing.assert_close(trained[wte], base.transformer.wte.weight.detach(), atol=0, rtol=0)
+    block = next(k for k in trained if k.endswith("h.0.mlp.c_fc.weight"))
+    assert not torch.equal(trained[block], base.transformer.h[0].mlp.c_fc.weight.detach())  # the rest trained
+
+
+def test_bench_training_counts_tweets_tokens_and_memory(tiny_model, tiny_dataset):
+    from bench.training import flops_per_token, measure
+
+    ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", steps=2, warmup=1,
+                   overrides={"batch_size": 8, "max_length": 32})
+    recipe = measure("recipe", str(tiny_model), str(tiny_dataset), "cpu", steps=1, warmup=1)
+    assert ours["tweets"] == 16 and recipe["tweets"] == 1 and ours["precision"] == "fp32"
+    assert 0 <= ours["padding_share"] < recipe["padding_share"] < 1  # the recipe pads to the model's limit
+    assert ours["tweets_per_s"] > 0 and ours["peak_rss_mb"] > 100 and ours["optimizer"] == "adamw_torch_fused"
+    model = load_classifier(str(tiny_model), load_tokenizer(str(tiny_model)))
+    embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    assert flops_per_token(model) == 6 * (sum(p.numel() for p in model.parameters()) - embeddings)
+
+
+def test_bench_serving_and_table(tiny_model, tiny_dataset):
+    from bench.__main__ import table
+    from bench.serving import measure
+
+    ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", "auto", latency_tweets=3, batch_tweets=20,
+                   agreement_tweets=20, agreement_model=None)
+    pipe = measure("pipeline", str(tiny_model), str(tiny_dataset), "cpu", "fp32", latency_tweets=3, batch_tweets=10,
+                   agreement_tweets=0, agreement_model=None)
+    assert ours["precision"] == "int8" and ours["batch_tweets"] == 20 and ours["agreement_tweets"] == 20
+    assert 0.9 <= ours["agreement"] <= 1 and "agreement" not in pipe
+    train_row = {"tweets_per_s": 2.0, "gflops": 1.0, "peak_rss_mb": 500.0, "precision": "fp32"}
+    report = {"training": {"ours": train_row, "plain": {**train_row, "tweets_per_s": 1.0},
+                           "recipe": {**train_row, "tweets_per_s": 0.01}},
+              "serving": {"ours": ours, "pipeline": pipe}, "peak_gflops": {"fp32": 100.0, "bf16": 50.0},
+              "levers": {"batch 32": {**train_row, "tweets_per_s": 3.0}, "x": {"error": "unknown setting"}},
+              "machine": {"cpu": "test cpu", "cores_granted": 2, "amx": False, "torch": torch.__version__},
+              "model": "tiny", "quick": True, "seconds": 1.0, "train_peak_fraction": 0.01,
+              "train_bf16_peak_fraction": 0.02, "infer_latency_ratio": 0.5, "infer_batch_speedup": 2.0}
+    text = table(report)
+    assert "200.00x" in text and "2.00x" in text and "1.50x" in text and "n/a" in text
