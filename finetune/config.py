@@ -94,6 +94,8 @@ class TrainConfig:
         "Batch tweets of similar length together, so that little of each batch is padding."))
     threads: int = field(default=0, metadata=_help(
         "CPU threads for training (0 = the cores granted to this process: CPU_CORES, else affinity)."))
+    freeze_embeddings: bool = field(default=False, metadata=_help(
+        "Keep the token embedding matrix fixed (gpt2: 38M of 124M weights): less optimizer work per step."))
     # --- where it goes --------------------------------------------------------------------------
     runs_dir: str = field(default="runs", metadata=_help("Folder that holds one sub-folder per run."))
     hub_model_id: str = field(default="", metadata=_help(

@@ -130,6 +130,8 @@ def load_model(cfg: TrainConfig, tokenizer):
 
     set_seed(cfg.seed)
     model = load_classifier(cfg.base_model, tokenizer)
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     if not cfg.lora:
         return model
     from peft import LoraConfig, TaskType, get_peft_model

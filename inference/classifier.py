@@ -9,6 +9,7 @@ from several threads. Empty text is an `InputError`; text past the max length is
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from finetune.runs import Run
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
 CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is never tokenised
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")  # auto: int8 on CPU (see README "Speed"), fp32 elsewhere
 
 
 class InputError(UserError, ValueError):
@@ -82,6 +83,7 @@ class Classifier(SentimentModel):
     """A fine-tuned sequence classifier: a run folder or a Hub repo (safetensors only)."""
 
     kind = "fine-tuned"
+    precision = "fp32"      # what Classifier.load resolved: fp32 | bf16 | int8
 
     def __init__(self, model, tokenizer, name: str, source: str, max_length: int = MAX_LENGTH,
                  batch_size: int = 32):
@@ -111,9 +113,14 @@ class Classifier(SentimentModel):
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}")
         set_threads(threads)
         tokenizer = load_tokenizer(source, revision=revision)
+        precision = resolve_serving_precision(precision)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = load_classifier(source, tokenizer, revision=revision, dtype=dtype)
-        return cls(model, tokenizer, name, source)
+        if precision == "int8":
+            quantize_int8(model)
+        clf = cls(model, tokenizer, name, source)
+        clf.precision = precision
+        return clf
 
     @torch.inference_mode()
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -128,6 +135,44 @@ class Classifier(SentimentModel):
             logits = self.model(**batch).logits.float()
             probs[idx] = torch.softmax(logits, dim=-1).numpy()
         return probs
+
+
+def resolve_serving_precision(precision: str) -> str:
+    """`auto` → int8 (dynamic quantisation: measured faster than fp32 here, with the same predictions on
+    ≥ 99% of tweets) where torch has a quantised CPU engine, else fp32."""
+    if precision != "auto":
+        return precision
+    return "int8" if has_int8_engine() else "fp32"
+
+
+def has_int8_engine() -> bool:
+    """Whether this torch build has a quantised CPU backend (x86/fbgemm, onednn or qnnpack)."""
+    return bool(set(torch.backends.quantized.supported_engines) - {"none"})
+
+
+def conv1d_to_linear(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace transformers' `Conv1D` layers (gpt2's: y = x @ W + b, W stored (in, out)) by the
+    equivalent `nn.Linear` (W stored (out, in)), which quantisation and other tools understand."""
+    from transformers.pytorch_utils import Conv1D
+
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):
+                linear = torch.nn.Linear(child.weight.shape[0], child.nf, dtype=child.weight.dtype)
+                linear.weight.data = child.weight.data.t().contiguous()
+                linear.bias.data = child.bias.data
+                setattr(parent, name, linear)
+    return module
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Int8 weights for every linear layer of the transformer body, activations quantised on the fly
+    (`torch.ao` dynamic quantisation); the classification head stays fp32."""
+    body = conv1d_to_linear(model.base_model)  # quantize_dynamic skips Conv1D
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(body, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
 
 
 class FewShot(SentimentModel):

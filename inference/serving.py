@@ -8,6 +8,7 @@ one in flight.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class NoModel(UserError):
 
 
 def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "", k: int = 4,
-               precision: str = "fp32") -> SentimentModel:
+               precision: str = "auto") -> SentimentModel:
     reasons = []
     chosen = serving(runs_dir)
     older = [r for r in list_runs(runs_dir) if r.is_complete and chosen and r.path != chosen.path]
@@ -72,9 +73,10 @@ class ModelServer:
     """Holds the model that serves; `refresh()` switches to a newer run when one appears."""
 
     def __init__(self, runs_dir: str | Path, hub_model_id: str = "", base_model: str = "",
-                 precision: str = "fp32"):
+                 precision: str = ""):
         self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
-        self.precision = precision
+        # auto = int8 on CPU (README "Speed"); SERVING_PRECISION=fp32 switches it off
+        self.precision = precision or os.environ.get("SERVING_PRECISION", "").strip() or "auto"
         self._model: SentimentModel | None = None
         self._error = ""
         self._swap_lock = threading.Lock()
