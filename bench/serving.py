@@ -53,6 +53,15 @@ def timed(fn, tweets: list[str], latency_tweets: int, batch_tweets: int) -> dict
             "batch_tweets_per_s": round(len(batch) / seconds, 1)}
 
 
+def load_ours(source: str, precision: str, device: str) -> Classifier:
+    """The app's classifier; on a GPU in bf16 (int8 dynamic quantisation is CPU-only)."""
+    if device == "cuda":
+        clf = Classifier.load(source, precision="bf16" if precision == "auto" else precision)
+        clf.model.to("cuda")
+        return clf
+    return Classifier.load(source, precision=precision)
+
+
 def labels_of(clf: Classifier, tweets: list[str]) -> np.ndarray:
     return clf.predict_proba(tweets).argmax(axis=-1)
 
@@ -63,7 +72,7 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
     rss_before = current_rss_mb()  # the interpreter with torch and transformers imported
     torch.manual_seed(0)           # the same new head (if the model has none yet) in every load
     if case == "ours":
-        clf = Classifier.load(model_path, precision=precision)
+        clf = load_ours(model_path, precision, device)
         result = {"case": case, "precision": clf.precision, "threads": torch.get_num_threads(),
                   **timed(clf.classify, tweets, latency_tweets, batch_tweets)}
     elif case == "pipeline":
@@ -82,9 +91,9 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
         source = agreement_model or model_path
         sample = tweets[:agreement_tweets]
         torch.manual_seed(0)
-        ours = clf if source == model_path else Classifier.load(source, precision=precision)
+        ours = clf if source == model_path else load_ours(source, precision, device)
         torch.manual_seed(0)
-        reference = Classifier.load(source, precision="fp32")
+        reference = load_ours(source, "fp32", device)
         same = labels_of(ours, sample) == labels_of(reference, sample)
         result.update(agreement=round(float(same.mean()), 4), agreement_tweets=len(sample),
                       agreement_model=source)

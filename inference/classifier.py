@@ -132,8 +132,8 @@ class Classifier(SentimentModel):
             idx = order[start:start + self.batch_size]
             batch = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
                                    padding=True, return_tensors="pt")
-            logits = self.model(**batch).logits.float()
-            probs[idx] = torch.softmax(logits, dim=-1).numpy()
+            logits = self.model(**batch.to(self.model.device)).logits.float()  # device: CPU unless moved
+            probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
 
 
