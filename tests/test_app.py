@@ -46,11 +46,22 @@ def serve(defaults: TrainConfig, admin_users=()):
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def defaults(tiny_model, tiny_dataset, runs_dir):
+def tiny_defaults(tiny_model, tiny_dataset, runs_dir) -> TrainConfig:
     return TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
                        train_size=60, test_size=30, epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2,
                        max_length=32)
+
+
+@pytest.fixture
+def defaults(tiny_model, tiny_dataset, runs_dir):
+    return tiny_defaults(tiny_model, tiny_dataset, runs_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_app(tiny_model, tiny_dataset, tmp_path_factory):
+    """One app for the tests that do not need a fresh one (no test here leaves a complete run)."""
+    with serve(tiny_defaults(tiny_model, tiny_dataset, tmp_path_factory.mktemp("shared-app") / "runs")) as app:
+        yield app
 
 
 def wait_for_end(client: Client, timeout: float = 120) -> dict:
@@ -104,17 +115,17 @@ def test_train_through_the_api_then_classify_with_the_new_run_and_after_a_restar
         assert again["state"] == "idle" and again["last_run"]["run_id"] == status["run_id"]
 
 
-def test_stop_a_running_job_through_the_api(defaults):
-    with serve(defaults) as (client, backend, url):
-        assert client.predict(epochs=50, train_size=120, api_name="/train")["accepted"]
-        deadline = time.monotonic() + 60
-        while (client.predict(api_name="/status").get("step") or 0) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert client.predict(api_name="/stop")["accepted"]
-        status = wait_for_end(client)
-        assert status["state"] == "stopped" and status["step"] < status["total_steps"]
-        assert "base model" in client.predict(text="ok then", api_name="/classify")["model"]  # still the old one
+def test_stop_a_running_job_through_the_api(shared_app):
+    client, backend, url = shared_app
+    assert client.predict(epochs=50, train_size=120, api_name="/train")["accepted"]
+    deadline = time.monotonic() + 60
+    while (client.predict(api_name="/status").get("step") or 0) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.predict(api_name="/stop")["accepted"]
+    status = wait_for_end(client)
+    assert status["state"] == "stopped" and status["step"] < status["total_steps"]
+    assert "base model" in client.predict(text="ok then", api_name="/classify")["model"]  # still the old one
 
 
 BAD_TEXTS = [("", "empty"), ("   \n\t", "empty"), ("x" * 1_000_000, "limit is 2,000"), (None, "expected"),
@@ -128,40 +139,40 @@ BAD_SETTINGS = [({"epochs": -1}, "epochs must be > 0"), ({"epochs": "many"}, "no
                 ({"base_model": "bad\x00name"}, "valid Hub id"), ({"dataset": "a b c"}, "valid Hub id")]
 
 
-def test_bad_inputs_get_messages_and_the_server_stays_up(defaults, tmp_path):
-    with serve(defaults) as (client, backend, url):
-        for text, words in BAD_TEXTS:
-            with pytest.raises(Exception, match=words):
-                client.predict(text=text, api_name="/classify")
-        for settings, words in BAD_SETTINGS:
-            result = client.predict(**settings, api_name="/train")
-            assert not result["accepted"] and words in result["message"], (settings, result)
-        assert client.predict(api_name="/stop") == {"accepted": False, "message": "no training is running"}
-        assert not client.predict(api_name="/push")["accepted"]
+def test_bad_inputs_get_messages_and_the_server_stays_up(shared_app):
+    client, backend, url = shared_app
+    for text, words in BAD_TEXTS:
+        with pytest.raises(Exception, match=words):
+            client.predict(text=text, api_name="/classify")
+    for settings, words in BAD_SETTINGS:
+        result = client.predict(**settings, api_name="/train")
+        assert not result["accepted"] and words in result["message"], (settings, result)
+    assert client.predict(api_name="/stop") == {"accepted": False, "message": "no training is running"}
+    assert not client.predict(api_name="/push")["accepted"]
 
-        markup = client.predict(text="<script>alert('x')</script> **bold** <b>hi</b>", api_name="/classify")
-        assert_prediction(markup)  # classified as the text it is
-        assert httpx.get(url + "health").json()["status"] == "ok"
-        assert client.predict(api_name="/status")["state"] == "idle"
+    markup = client.predict(text="<script>alert('x')</script> **bold** <b>hi</b>", api_name="/classify")
+    assert_prediction(markup)  # classified as the text it is
+    assert httpx.get(url + "health").json()["status"] == "ok"
+    assert client.predict(api_name="/status")["state"] != "running"
 
 
-def test_classify_a_file_of_tweets(defaults, tmp_path):
+def test_classify_a_file_of_tweets(shared_app, tmp_path):
     upload = tmp_path / "tweets.csv"
     upload.write_text('id,text\n1,I love this\n2,""\n3,"<b>markup</b>, commas"\n4,worst day ever\n')
     too_many = tmp_path / "many.txt"
     too_many.write_text("a tweet\n" * (app_module.MAX_BATCH_ROWS + 1))
-    with serve(defaults) as (client, backend, url):
-        path, note = client.predict(handle_file(str(upload)), api_name="/classify_file")
-        rows = list(csv.DictReader(open(path)))
-        assert [r["text"] for r in rows] == ["I love this", "", "<b>markup</b>, commas", "worst day ever"]
-        assert rows[1]["error"] == "empty" and rows[1]["label"] == ""
-        for row in rows[:1] + rows[2:]:
-            assert row["label"] in LABELS
-            assert sum(float(row[label]) for label in LABELS) == pytest.approx(1.0, abs=1e-5)
-        assert "skipped 1" in note
+    client, backend, url = shared_app
+    path, note = client.predict(handle_file(str(upload)), api_name="/classify_file")
+    rows = list(csv.DictReader(open(path)))
+    assert [r["text"] for r in rows] == ["I love this", "", "<b>markup</b>, commas", "worst day ever"]
+    assert rows[1]["error"] == "empty" and rows[1]["label"] == ""
+    for row in rows[:1] + rows[2:]:
+        assert row["label"] in LABELS
+        assert sum(float(row[label]) for label in LABELS) == pytest.approx(1.0, abs=1e-5)
+    assert "skipped 1" in note
 
-        path, note = client.predict(handle_file(str(too_many)), api_name="/classify_file")
-        assert path is None and "limit is 1,000" in note
+    path, note = client.predict(handle_file(str(too_many)), api_name="/classify_file")
+    assert path is None and "limit is 1,000" in note
 
 
 def test_without_any_model_classify_says_what_to_set(defaults, runs_dir):

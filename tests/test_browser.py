@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.config import TrainConfig
-from test_app import serve
+from test_app import serve, tiny_defaults
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -31,10 +30,7 @@ def browser():
 def test_retrain_then_chat_in_the_browser(browser, tiny_model, tiny_dataset, runs_dir, tmp_path):
     from playwright.sync_api import expect
 
-    defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
-                           train_size=60, test_size=30, epochs=1, batch_size=8, learning_rate=5e-3,
-                           few_shot_k=2, max_length=32)
-    with serve(defaults) as (client, backend, url):
+    with serve(tiny_defaults(tiny_model, tiny_dataset, runs_dir)) as (client, backend, url):
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url)
 
