@@ -81,7 +81,7 @@ class Backend:
         self.load_model()
 
     def load_model(self) -> None:
-        """Load what should serve, in the background (an unreachable Hub can take a minute to say so)."""
+        """Load what should serve, in the background (from the Hub that can mean a download first)."""
         self._last_load = time.monotonic()
         self._loaded.clear()
 

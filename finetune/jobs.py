@@ -73,8 +73,8 @@ class TrainingJob:
         return True, "stopping at the next step; the model that serves now keeps serving"
 
     def push_again(self, run_id: str | None = None, repo_id: str = "") -> tuple[bool, str]:
-        """Push a finished run (default: the job's last, else the newest complete one) to `repo_id`
-        (default: the repo it was trained for)."""
+        """Push a finished run (default: the job's last, else the newest complete one) to the Hub repo
+        it was trained for, else to `repo_id`."""
         with self._lock:
             if self.busy:
                 return False, f"a job is running ({self._describe()}): push when it has finished"
@@ -82,7 +82,7 @@ class TrainingJob:
             run = run or next((r for r in list_runs(self.runs_dir) if r.is_complete), None)
             if run is None or not run.is_complete:
                 return False, "no finished run to push: train one first"
-            repo = repo_id or run.config.get("hub_model_id", "")
+            repo = run.config.get("hub_model_id") or repo_id
             if not repo:
                 return False, "no Hub repo set: set HUB_MODEL_ID (or the Hub repo setting) and train again"
             private = bool(run.config.get("hub_private", False))
