@@ -225,7 +225,8 @@ def progress_html(status: dict) -> str:
     if state == "running" and status.get("eta_s") is not None:
         line += f" · ETA {_duration(status['eta_s'])}"
     return (f'<div class="job-bar"><div style="width:{100 * share:.1f}%"></div></div>'
-            f'<p class="job-line">{html.escape(line)}</p><p class="job-msg">{html.escape(status.get("message") or "")}</p>')
+            f'<p class="job-line">{html.escape(line)}</p>'
+            f'<p class="job-msg">{html.escape(status.get("message") or "")}</p>')
 
 
 def _duration(seconds: float) -> str:
@@ -313,7 +314,8 @@ def runs_table(runs_dir: Path) -> pd.DataFrame:
     for run in list_runs(runs_dir):
         cfg, metrics, report = run.config, run.metrics, run.data_report
         test, base = metrics.get("test", {}), metrics.get("baseline", {})
-        marks = " ".join(m for m, on in (("⭐ latest", run.id == newest), ("▶ serving", served and run.id == served.id)) if on)
+        marks = " ".join(mark for mark, on in (("⭐ latest", run.id == newest),
+                                               ("▶ serving", served is not None and run.id == served.id)) if on)
         rows.append({"run": run.id, "": marks, "state": run.state,
                      "base model": Path(cfg.get("base_model", "")).name,
                      "train/val/test": "/".join(str(v) for v in (report.get("sizes") or {}).values()),
@@ -417,7 +419,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260)
                 eval_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=260,
                                         y_lim=[0, 1])
-            log_box = gr.Textbox(label="Events (newest first)", lines=8, max_lines=8, interactive=False, autoscroll=True)
+            log_box = gr.Textbox(label="Events (newest first)", lines=8, max_lines=8, interactive=False)
             with gr.Column(visible=False) as result_box:
                 gr.Markdown("### Result")
                 with gr.Row():
@@ -432,7 +434,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(label="Chat", height=380, allow_tags=False, feedback_options=None,
-                                     group_consecutive_messages=False,
+                                         group_consecutive_messages=False,
                                          placeholder="Type a tweet below: the reply gives its sentiment.")
                     with gr.Row():
                         message = gr.Textbox(placeholder="Type a tweet and press Enter", show_label=False,
@@ -504,7 +506,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
             out = Path(tempfile.mkdtemp(prefix="predictions-")) / f"{Path(path).stem[:60]}-sentiment.csv"
             result.to_csv(out, index=False)
             skipped = int((result["error"] != "").sum())
-            return str(out), f"Classified {len(result) - skipped:,} tweets" + (f", skipped {skipped}" if skipped else "")
+            return str(out), f"Classified {len(result) - skipped:,} tweets" + (f", skipped {skipped}" * bool(skipped))
 
         def on_retrain(profile: Optional[gr.OAuthProfile], *values):
             result = backend.train(dict(zip(SETTINGS, values)), profile)

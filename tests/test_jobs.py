@@ -146,7 +146,8 @@ def test_hub_ids_are_checked_before_the_thread(monkeypatch, tiny_config, runs_di
 
     def missing(repo_id, timeout):
         url = f"https://huggingface.co/api/datasets/{repo_id}"
-        raise RepositoryNotFoundError(f"404 {repo_id}", response=httpx2.Response(404, request=httpx2.Request("GET", url)))
+        response = httpx2.Response(404, request=httpx2.Request("GET", url))
+        raise RepositoryNotFoundError(f"404 {repo_id}", response=response)
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(runs_dir / "empty-cache"))
