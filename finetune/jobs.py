@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import hub, train
+from . import data, hub, train
 from .config import TrainConfig
 from .errors import UserError, check_on_hub, first_line, looks_like_path
 from .model import check_source
@@ -223,13 +223,16 @@ def _results(run: Run) -> dict:
 
 def check_settings(cfg: TrainConfig) -> TrainConfig:
     """What can be checked in a moment, before any thread starts: the config, that the model and the
-    dataset exist (a local path, or a Hub repo), that the runs folder is writable."""
+    dataset exist (a local path, or a Hub repo; a local dataset must load), that the runs folder is
+    writable."""
     cfg.validate()
     check_source(cfg.base_model)
     path = Path(cfg.dataset).expanduser()
-    if not path.exists():
-        if looks_like_path(cfg.dataset):
-            raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
+    if path.exists():
+        data.load_splits(cfg.dataset, cfg.seed)  # a file type it cannot read, no train split ... (then cached)
+    elif looks_like_path(cfg.dataset):
+        raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
+    else:
         check_on_hub("dataset", cfg.dataset)
     if not Path(cfg.base_model).expanduser().exists():
         check_on_hub("model", cfg.base_model)

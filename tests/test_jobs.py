@@ -93,6 +93,12 @@ def test_bad_settings_are_refused_before_any_thread(tiny_config, runs_dir, overr
     assert not job.busy and job.status()["state"] == "idle"
 
 
+def test_a_dataset_file_it_cannot_read_is_refused(tiny_config, tiny_model, runs_dir):
+    job = TrainingJob(runs_dir)
+    accepted, message = job.start(tiny_config(dataset=str(tiny_model / "merges.txt")))
+    assert not accepted and "unknown type" in message and not job.busy
+
+
 def test_unwritable_runs_dir_is_refused(tiny_config, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
