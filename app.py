@@ -587,7 +587,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
 
         seen = gr.State(None)
         live = [progress, plots_box, loss_plot, eval_plot, log_box, result_box, scores, matrix, report, pushed, seen]
-        gr.Timer(POLL_SECONDS).tick(poll, seen, live, concurrency_limit=None, show_progress="hidden", **private)
+        # polls skip the queue, so that open pages never fill it up for real requests
+        gr.Timer(POLL_SECONDS).tick(poll, seen, live, queue=False, show_progress="hidden", **private)
         demo.load(poll, seen, live, **private).then(answered_by_md, None, answered_by, **private)
 
         runs_tab.select(show_runs, None, [table, picked], **private)
