@@ -1,6 +1,6 @@
 """Classification speed and memory: ours (`inference.Classifier`) against `transformers.pipeline`.
 
-    python -m bench.serving ours|pipeline [--model M] [--precision auto] [--latency-tweets N] [--batch-tweets N]
+    python -m bench.serving ours|pipeline [--model M] [--precision P] [--latency-tweets N] [--batch-tweets N]
 
 ours      Classifier.load(model) with its defaults (or --precision): length-sorted batches padded per
           batch, no autograd, int8 / bf16 / fp32; then agreement of its predictions with the fp32
@@ -53,20 +53,22 @@ def timed(fn, tweets: list[str], latency_tweets: int, batch_tweets: int) -> dict
             "batch_tweets_per_s": round(len(batch) / seconds, 1)}
 
 
-def load_ours(source: str, precision: str, device: str) -> Classifier:
-    """The app's classifier; on a GPU in bf16 (int8 dynamic quantisation is CPU-only)."""
-    if device == "cuda":
-        clf = Classifier.load(source, precision="bf16" if precision == "auto" else precision)
-        clf.model.to("cuda")
+def load_ours(source: str, precision: str | None, device: str) -> Classifier:
+    """The app's classifier (precision None: its default); on a GPU, bf16 unless told otherwise
+    (int8 dynamic quantisation is CPU-only)."""
+    if device == "cuda":  # loaded in fp32 and then cast, so that a new head starts as in the reference
+        clf = Classifier.load(source, precision="fp32")
+        clf.precision = precision or "bf16"
+        clf.model.to("cuda", dtype={"bf16": torch.bfloat16, "fp32": torch.float32}[clf.precision])
         return clf
-    return Classifier.load(source, precision=precision)
+    return Classifier.load(source) if precision is None else Classifier.load(source, precision=precision)
 
 
 def labels_of(clf: Classifier, tweets: list[str]) -> np.ndarray:
     return clf.predict_proba(tweets).argmax(axis=-1)
 
 
-def measure(case: str, model_path: str, dataset: str, device: str, precision: str, latency_tweets: int,
+def measure(case: str, model_path: str, dataset: str, device: str, precision: str | None, latency_tweets: int,
             batch_tweets: int, agreement_tweets: int, agreement_model: str | None) -> dict:
     tweets = test_tweets(dataset, max(batch_tweets, agreement_tweets, WARMUP + latency_tweets))
     rss_before = current_rss_mb()  # the interpreter with torch and transformers imported
@@ -107,7 +109,8 @@ def main(argv=None) -> None:
     p.add_argument("--model", default=default_model())
     p.add_argument("--dataset", default=default_dataset())
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--precision", default="auto", help="ours: auto (Classifier.load's default), fp32, bf16, int8")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "int8"],
+                   help="ours: the number format (default: Classifier.load's, fp32; bf16 on a GPU)")
     p.add_argument("--latency-tweets", type=int, default=50)
     p.add_argument("--batch-tweets", type=int, default=1000)
     p.add_argument("--agreement-tweets", type=int, default=1000)

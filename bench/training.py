@@ -7,8 +7,10 @@ ours   the engine's own path (`python -m finetune`'s): TrainConfig defaults → 
 plain  a plain `Trainer`: fp32, dynamic padding, batch 16, random batches, every other argument default
 recipe the tutorial: every tweet padded to 1024 tokens, batch 1, fp32
 
-All three train on the same real tweets; the first `--warmup` steps are not timed. FLOPs count 6 ×
-(non-embedding parameters) per real (unpadded) token, the usual estimate for a forward+backward pass.
+All three train on the same real tweets; the first `--warmup` steps are not timed. Tweets per second
+are real (unpadded) tokens per second over the data's mean tokens per tweet, so that a few timed steps
+of long or short tweets count like an epoch's. FLOPs count 6 × (non-embedding parameters) per real
+token, the usual estimate for a forward+backward pass.
 """
 from __future__ import annotations
 
@@ -58,13 +60,16 @@ class StepTimer(TrainerCallback):
             sync(self.device)
             self.end, self.last = time.perf_counter(), len(self.batches)
 
-    def figures(self) -> dict:
+    def figures(self, mean_tokens: float) -> dict:
+        """`tweets_per_s` counts tweets of the data's mean length: length-grouped steps come longest
+        first, so the few timed steps hold longer tweets than an epoch does (`raw_tweets_per_s`)."""
         seen = self.batches[self.first:self.last]
         seconds = self.end - self.start
         tweets, real, padded = (sum(b[i] for b in seen) for i in range(3))
         return {"seconds": round(seconds, 3), "tweets": tweets, "real_tokens": real,
-                "padding_share": round(1 - real / padded, 3), "tweets_per_s": round(tweets / seconds, 3),
-                "tokens_per_s": round(real / seconds, 1)}
+                "padding_share": round(1 - real / padded, 3), "tokens_per_s": round(real / seconds, 1),
+                "tweets_per_s": round(real / seconds / mean_tokens, 3),
+                "raw_tweets_per_s": round(tweets / seconds, 3), "mean_tokens_per_tweet": round(mean_tokens, 2)}
 
 
 def flops_per_token(model) -> float:
@@ -109,6 +114,8 @@ def measure(case: str, model_path: str, dataset: str, device: str, steps: int, w
             raise SystemExit(f"unknown case {case!r}: ours, plain or recipe")
         args = TrainingArguments(out, per_device_train_batch_size=batch, learning_rate=cfg.learning_rate, **common)
         precision = "fp32"
+    lengths = tokenizer(list(splits["train"]["text"]), truncation=True, max_length=cfg.max_length)["input_ids"]
+    mean_tokens = sum(map(len, lengths)) / len(lengths)
     timer = StepTimer(model, warmup, device)
     trainer = Trainer(model=model, args=args, train_dataset=tokenized, data_collator=collator, callbacks=[timer])
     if cuda:
@@ -116,7 +123,7 @@ def measure(case: str, model_path: str, dataset: str, device: str, steps: int, w
     trainer.train()
     result = {"case": case, "precision": precision, "batch_size": batch, "steps": steps,
               "threads": torch.get_num_threads(), "optimizer": getattr(args.optim, "value", str(args.optim)), "device": device,
-              "gflop_per_token": round(flops_per_token(model) / 1e9, 4), **timer.figures()}
+              "gflop_per_token": round(flops_per_token(model) / 1e9, 4), **timer.figures(mean_tokens)}
     result["gflops"] = round(result["tokens_per_s"] * result["gflop_per_token"], 1)
     result["peak_rss_mb"] = peak_rss_mb()
     if cuda:

@@ -20,8 +20,8 @@ def parse_args(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object per tweet")
     p.add_argument("--explain", action="store_true",
                    help="also show the words that drove each label (word occlusion) and the span that carries it")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                   help="number format; auto = int8 on CPU, measured faster with the same labels (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                   help="number format; int8 and bf16 can be faster but change some labels (default: %(default)s)")
     return p.parse_args(argv)
 
 

@@ -23,7 +23,7 @@ from finetune.runs import Run
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
 CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is never tokenised
-PRECISIONS = ("auto", "fp32", "bf16", "int8")  # auto: int8 on CPU (see README "Speed"), fp32 elsewhere
+PRECISIONS = ("fp32", "bf16", "int8")  # int8 / bf16: faster on some CPUs, but see README "Speed"
 
 
 class InputError(UserError, ValueError):
@@ -113,7 +113,6 @@ class Classifier(SentimentModel):
             raise UserError(f"precision must be one of {', '.join(PRECISIONS)}")
         set_threads(threads)
         tokenizer = load_tokenizer(source, revision=revision)
-        precision = resolve_serving_precision(precision)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = load_classifier(source, tokenizer, revision=revision, dtype=dtype)
         if precision == "int8":
@@ -137,19 +136,6 @@ class Classifier(SentimentModel):
         return probs
 
 
-def resolve_serving_precision(precision: str) -> str:
-    """`auto` → int8 (dynamic quantisation: measured faster than fp32 here, with the same predictions on
-    ≥ 99% of tweets) where torch has a quantised CPU engine, else fp32."""
-    if precision != "auto":
-        return precision
-    return "int8" if has_int8_engine() else "fp32"
-
-
-def has_int8_engine() -> bool:
-    """Whether this torch build has a quantised CPU backend (x86/fbgemm, onednn or qnnpack)."""
-    return bool(set(torch.backends.quantized.supported_engines) - {"none"})
-
-
 def conv1d_to_linear(module: torch.nn.Module) -> torch.nn.Module:
     """Replace transformers' `Conv1D` layers (gpt2's: y = x @ W + b, W stored (in, out)) by the
     equivalent `nn.Linear` (W stored (out, in)), which quantisation and other tools understand."""
@@ -166,12 +152,15 @@ def conv1d_to_linear(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Int8 weights for every linear layer of the transformer body, activations quantised on the fly
-    (`torch.ao` dynamic quantisation); the classification head stays fp32."""
+    """Int8 weights (one scale per output channel) for every linear layer of the transformer body,
+    activations quantised on the fly (`torch.ao` dynamic quantisation); the head stays fp32."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
     body = conv1d_to_linear(model.base_model)  # quantize_dynamic skips Conv1D
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(body, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        torch.ao.quantization.quantize_dynamic(body, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                               dtype=torch.qint8, inplace=True)
     return model
 
 

@@ -35,7 +35,7 @@ class NoModel(UserError):
 
 
 def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "", k: int = 4,
-               precision: str = "auto") -> SentimentModel:
+               precision: str = "fp32") -> SentimentModel:
     reasons = []
     chosen = serving(runs_dir)
     older = [r for r in list_runs(runs_dir) if r.is_complete and chosen and r.path != chosen.path]
@@ -75,8 +75,8 @@ class ModelServer:
     def __init__(self, runs_dir: str | Path, hub_model_id: str = "", base_model: str = "",
                  precision: str = ""):
         self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
-        # auto = int8 on CPU (README "Speed"); SERVING_PRECISION=fp32 switches it off
-        self.precision = precision or os.environ.get("SERVING_PRECISION", "").strip() or "auto"
+        # fp32 unless SERVING_PRECISION says bf16 or int8 (README "Speed": faster, but labels can change)
+        self.precision = precision or os.environ.get("SERVING_PRECISION", "").strip() or "fp32"
         self._model: SentimentModel | None = None
         self._error = ""
         self._swap_lock = threading.Lock()

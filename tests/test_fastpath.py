@@ -9,7 +9,7 @@ from transformers import DataCollatorWithPadding, Trainer
 from finetune import data, train
 from finetune.model import cpu_has_amx, granted_cores, load_classifier, load_tokenizer, resolve_precision
 from inference import ModelServer
-from inference.classifier import Classifier, conv1d_to_linear, resolve_serving_precision
+from inference.classifier import Classifier, conv1d_to_linear
 
 TWEETS = ["i love this so much", "awful terrible day", "going to work on the bus", "love", "meeting",
           "the worst monday at the office, so sad and angry", "great fun with my best friends today",
@@ -49,16 +49,12 @@ def test_fast_precisions_agree_with_fp32(trained_run, fp32, precision):
     np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
 
 
-def test_serving_defaults_to_int8_and_can_be_switched_off(trained_run, runs_dir, monkeypatch):
-    assert resolve_serving_precision("auto") == "int8" and resolve_serving_precision("fp32") == "fp32"
-    monkeypatch.setattr("inference.classifier.has_int8_engine", lambda: False)
-    assert resolve_serving_precision("auto") == "fp32"  # no quantised engine: fp32, not an error
-    monkeypatch.undo()
+def test_serving_precision_is_fp32_unless_asked(trained_run, runs_dir, monkeypatch):
     import shutil
     shutil.copytree(trained_run, runs_dir / trained_run.name)
+    assert Classifier.load(trained_run).precision == "fp32" and ModelServer(runs_dir).get().precision == "fp32"
+    monkeypatch.setenv("SERVING_PRECISION", "int8")
     assert ModelServer(runs_dir).get().precision == "int8"
-    monkeypatch.setenv("SERVING_PRECISION", "fp32")
-    assert ModelServer(runs_dir).get().precision == "fp32"
 
 
 def test_amx_detection_reads_cpu_flags(monkeypatch):
@@ -156,7 +152,7 @@ def test_bench_serving_and_table(tiny_model, tiny_dataset):
     from bench.__main__ import table
     from bench.serving import measure
 
-    ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", "auto", latency_tweets=3, batch_tweets=20,
+    ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", "int8", latency_tweets=3, batch_tweets=20,
                    agreement_tweets=20, agreement_model=None)
     pipe = measure("pipeline", str(tiny_model), str(tiny_dataset), "cpu", "fp32", latency_tweets=3, batch_tweets=10,
                    agreement_tweets=0, agreement_model=None)
