@@ -20,7 +20,6 @@ import pytest
 from huggingface_hub.utils import hf_raise_for_status
 
 from finetune import hub, runs, train
-from finetune.config import ConfigError
 from finetune.errors import UserError
 from finetune.model import check_source
 from inference.classifier import Classifier
@@ -49,6 +48,7 @@ def test_stop_in_the_first_epoch_ends_at_the_next_step_and_the_previous_run_keep
             steps.append(event["step"])
             if event["step"] == 2:  # the first epoch has 15 steps
                 second_step.set()
+                stop.wait(timeout=60)  # the click lands during step 2, however slow the other thread
 
     def press_stop():  # like the app's Stop button: another thread
         second_step.wait(timeout=120)
@@ -60,8 +60,7 @@ def test_stop_in_the_first_epoch_ends_at_the_next_step_and_the_previous_run_keep
     seconds = time.monotonic() - stopped_at["t"]
     print(f"stop → job ended in {seconds:.2f} s")
     assert result.state == "stopped"
-    assert max(steps) <= 4, f"training went on after the stop: steps {steps}"
-    assert max(steps) < 15, "the stop came after the first epoch"
+    assert max(steps) == 2, f"training went on after the stop: steps {steps}"
     run = runs.Run(result.run_dir)
     assert run.path.name.endswith(runs.PARTIAL) and run.state == "stopped"
     assert not (run.path / "_checkpoints").exists() and not list(run.path.glob("*.safetensors"))
