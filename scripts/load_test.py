@@ -51,7 +51,8 @@ def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60
         raise SystemExit(f"refusing to load-test {host}: this script only targets a server on this machine")
     texts = texts or TWEETS
     per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
-    connected = list(ThreadPoolExecutor(clients).map(lambda _: client(url), range(clients)))  # not timed
+    with ThreadPoolExecutor(clients) as pool:  # connecting is not timed
+        connected = list(pool.map(lambda _: client(url), range(clients)))
     latencies: list[float] = []
     errors: Counter = Counter()
     lock = threading.Lock()
@@ -81,9 +82,8 @@ def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60
     end_by[0] = began + deadline
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(worker, range(clients)))
-    wall = time.monotonic() - began
-    for c in connected:
-        c.close()
+        wall = time.monotonic() - began
+        list(pool.map(lambda c: c.close(), connected))  # each close waits up to 1 s for its heartbeat thread
     return {
         "clients": clients, "requests": requests, "answered": len(latencies), "failed": sum(errors.values()),
         "errors": dict(errors), "seconds": round(wall, 2),
