@@ -58,7 +58,8 @@ def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, tiny_mod
     monkeypatch.setattr(huggingface_hub, "HfApi", LeakyHub)  # what push_run builds from HF_TOKEN
     argv = ["--base-model", str(tiny_model), "--dataset", str(tiny_dataset), "--train-size", "60",
             "--test-size", "30", "--epochs", "1", "--batch-size", "8", "--max-length", "32",
-            "--few-shot-k", "0", "--runs-dir", str(runs_dir), "--push-to-hub", "someone/tweet-sentiment"]
+            "--few-shot-k", "0", "--no-measure-forgetting", "--runs-dir", str(runs_dir),
+            "--push-to-hub", "someone/tweet-sentiment"]
     with caplog.at_level(logging.DEBUG):
         code = cli.main(argv)
     out = capsys.readouterr()
@@ -119,7 +120,7 @@ def test_the_app_never_shows_the_token(token, tiny_model, tiny_dataset, runs_dir
     monkeypatch.setattr(huggingface_hub, "HfApi", LeakyHub)
     defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
                            train_size=60, test_size=30, epochs=1, batch_size=8, max_length=32, few_shot_k=0,
-                           hub_model_id="someone/tweet-sentiment")
+                           measure_forgetting=False, hub_model_id="someone/tweet-sentiment")
     with caplog.at_level(logging.DEBUG), serve(defaults) as (client, backend, url):
         assert client.predict(api_name="/train")["accepted"]
         status = wait_for_end(client)
