@@ -19,6 +19,7 @@ LABELS = ("negative", "neutral", "positive")
 DEFAULT_BASE_MODEL = "gpt2"
 DEFAULT_DATASET = "mteb/tweet_sentiment_extraction"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+MAX_EPOCHS = 100  # more is a typo, not a plan; early stopping ends most runs far sooner
 
 
 class ConfigError(UserError, ValueError):
@@ -117,8 +118,8 @@ class TrainConfig:
                 problems.append(f"{name} must not be empty")
         if not 0 <= self.validation_share < 1:
             problems.append(f"validation_share must be in [0, 1), got {self.validation_share}")
-        if not self.epochs > 0:
-            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if not 0 < self.epochs <= MAX_EPOCHS:
+            problems.append(f"epochs must be > 0 and <= {MAX_EPOCHS}, got {self.epochs}")
         if not 0 < self.learning_rate < 1:
             problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         for name in ("batch_size", "grad_accum", "evals_per_epoch"):
