@@ -123,7 +123,7 @@ def _without(text: str, start: int, end: int) -> str:
 def occlude(model: SentimentModel, texts: list[str]) -> list[Occlusion]:
     """Classify each text and each text without one of its words."""
     texts = [check_text(t) for t in texts]
-    if isinstance(model, Classifier) and hasattr(model.model, "score"):
+    if isinstance(model, Classifier) and hasattr(model.model, "score") and model.tokenizer.is_fast:
         with model._lock:  # the classifier's own lock: fast tokenizers are not thread-safe
             return [_occlude_cached(model, t) for t in texts]
     return _occlude_texts(model, texts)
