@@ -73,7 +73,7 @@ def test_stop_in_the_first_epoch_ends_at_the_next_step_and_the_previous_run_keep
 def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_model, tiny_dataset,
                                                                           previous, runs_dir):
     cmd = [sys.executable, "-m", "finetune", "--base-model", str(tiny_model), "--dataset", str(tiny_dataset),
-           "--train-size", "120", "--test-size", "30", "--epochs", "200", "--batch-size", "8",
+           "--train-size", "120", "--test-size", "30", "--epochs", "100", "--batch-size", "8",
            "--max-length", "32", "--evals-per-epoch", "4", "--early-stopping-patience", "0",
            "--few-shot-k", "0", "--runs-dir", str(runs_dir), "--quiet"]
     env = {**os.environ, "CPU_CORES": "1"}
@@ -339,7 +339,7 @@ def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_
                 pass
             time.sleep(0.2)
         client = Client(url, verbose=False, analytics_enabled=False)
-        started = client.predict(api_name="/train", train_size=120, test_size=30, epochs=200, batch_size=8,
+        started = client.predict(api_name="/train", train_size=120, test_size=30, epochs=100, batch_size=8,
                                  max_length=32, evals_per_epoch=4, early_stopping_patience=0, few_shot_k=0)
         assert started["accepted"], started
         partial = _wait_for_checkpoint(runs_dir, app, log, timeout=120)

@@ -34,7 +34,7 @@ def test_concurrent_clients_are_all_answered_idle_and_while_training(defaults, t
         print("idle:", idle)
         assert idle["answered"] == 12 and idle["failed"] == 0, idle["errors"]
 
-        before = start_training(url, quick_training(epochs=500, train_size=120, early_stopping_patience=0), wait_steps=1)
+        before = start_training(url, quick_training(epochs=100, train_size=200, early_stopping_patience=0), wait_steps=1)
         busy = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
         after = client(url).predict(api_name="/status")
         print("while training:", busy, "steps", before["step"], "→", after.get("step"))
