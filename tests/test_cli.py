@@ -47,13 +47,21 @@ def test_finetune_then_inference(tiny_model, tiny_dataset, runs_dir):
     (["--batch-size", "0"], "batch_size must be >= 1"),
     (["--train-size", "lots"], "not a whole number"),
 ])
-def test_bad_input_is_one_line_and_nonzero(tiny_model, tiny_dataset, runs_dir, tmp_path, change, words):
+def test_bad_input_is_one_line_and_exit_2(tiny_model, tiny_dataset, runs_dir, tmp_path, capsys, change, words):
+    from finetune.__main__ import main
+
     args = tiny_args(tiny_model, tiny_dataset, runs_dir) + [c.format(tmp=tmp_path) for c in change]
-    out = cli("-m", "finetune", *args)
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr and words in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
     assert latest(runs_dir) is None
+
+
+def test_bad_input_as_a_user_sees_it_no_traceback(tiny_model, tiny_dataset, runs_dir, tmp_path):
+    out = cli("-m", "finetune", *tiny_args(tiny_model, tiny_dataset, runs_dir), "--base-model", str(tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"error: {tmp_path} is not a model folder (no config.json): pass a "
+                                               f"folder saved with save_pretrained, a run folder, or a Hub model id"]
 
 
 def test_inference_bad_input(tmp_path):
