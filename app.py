@@ -353,8 +353,12 @@ def model_card(run: Run) -> str:
 
 
 # --- batch files ------------------------------------------------------------------------------------
+TEXT_COLUMNS = ("text", "tweet", "tweets", "content", "message")  # a CSV's tweets column, by header
+
+
 def read_tweets(path: Path) -> list[str]:
-    """Tweets from a CSV (its `text` column, else the first) or a text file (one per line), UTF-8."""
+    """Tweets from a CSV (its `text` column; a one-column CSV may have no header) or a text file
+    (one per line), UTF-8."""
     if path.stat().st_size > MAX_UPLOAD_BYTES:
         raise UserError(f"the file is over {MAX_UPLOAD_BYTES // 1024**2} MB: split it")
     try:
@@ -366,7 +370,15 @@ def read_tweets(path: Path) -> list[str]:
             table = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
         except (ValueError, pd.errors.ParserError) as exc:
             raise UserError(f"cannot read the CSV ({first_line(exc)}): give one tweet per row") from None
-        texts = table["text" if "text" in table.columns else table.columns[0]].tolist()
+        columns = {c.strip().lower(): c for c in table.columns}
+        name = next((columns[c] for c in TEXT_COLUMNS if c in columns), None)
+        if name is not None:
+            texts = table[name].tolist()
+        elif len(table.columns) == 1:  # one column without a header: its first line is a tweet too
+            texts = [table.columns[0], *table[table.columns[0]].tolist()]
+        else:
+            raise UserError(f"the CSV has no text column (it has: {', '.join(map(str, table.columns))}): "
+                            f"name the tweets' column 'text'")
     else:
         texts = [line for line in content.splitlines() if line.strip()]
     if not texts:

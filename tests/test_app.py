@@ -17,6 +17,7 @@ from gradio_client import Client, handle_file
 
 import app as app_module
 from finetune.config import LABELS, TrainConfig
+from finetune.errors import UserError
 
 
 @contextlib.contextmanager
@@ -224,3 +225,16 @@ def test_user_text_is_shown_as_text_never_as_markup():
     assert "<img" not in shown and "&lt;img" in shown
     assert "**" not in shown.replace("\\*", "") and "\\[link\\]" in shown
     assert app_module.as_text("y" * 500).endswith("…")
+
+
+def test_csv_columns_are_found_by_name_or_refused(tmp_path):
+    def read(name, content):
+        path = tmp_path / name
+        path.write_text(content)
+        return app_module.read_tweets(path)
+
+    assert read("a.csv", "ID,Tweet\n1,hello there\n2,bye now\n") == ["hello there", "bye now"]
+    assert read("b.csv", "good morning all\nawful traffic\n") == ["good morning all", "awful traffic"]  # no header
+    assert read("c.csv", "text\ngood morning all\n") == ["good morning all"]
+    with pytest.raises(UserError, match="no text column .*id, stars"):
+        read("d.csv", "id,stars\n1,5\n")
