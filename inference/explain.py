@@ -9,10 +9,9 @@ Method: each word (whitespace-separated, as the competition's Jaccard counts wor
 turn and the tweet classified again; the word's score is how much the probability of the explained
 label falls without it (below 0: the word argued against the label). It is faithful by construction
 (it measures what the model does without the word, not a gradient's local guess) and cheap on CPU:
-no backward pass, and for a fine-tuned classifier the tweet's key/value cache is reused, so that the
-tweet without word i recomputes only the tokens after word i (about half the tokens of n + 1 full
-rows), all n variants in one batch. Other models (few-shot) classify the n + 1 texts in one call.
-All labels' scores come from the same forward, so explaining another label costs nothing extra.
+no backward pass: a tweet of n words is n + 1 short rows classified in one `classify` call, as
+padded batches. All labels' scores come from the same forward, so explaining another label costs
+nothing extra.
 
 The span is the run of consecutive words whose scores, less `SPAN_THRESHOLD` × the top score, add up
 to the most; for a neutral label it is the whole tweet (people mark the whole tweet for neutral ones).
@@ -23,11 +22,10 @@ import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from finetune.config import LABELS
 
-from .classifier import CHARS_PER_TOKEN_CAP, Classifier, SentimentModel, check_text
+from .classifier import SentimentModel, check_text
 
 SPAN_THRESHOLD = 0.2  # chosen on 500 training rows (python -m inference.explain_eval RUN --tune 500), see README
 NEUTRAL = "neutral"
@@ -121,16 +119,9 @@ def _without(text: str, start: int, end: int) -> str:
 
 
 def occlude(model: SentimentModel, texts: list[str]) -> list[Occlusion]:
-    """Classify each text and each text without one of its words."""
+    """Classify each text and each text without one of its words, all in one `classify` call (the
+    model batches rows of similar length together)."""
     texts = [check_text(t) for t in texts]
-    if isinstance(model, Classifier) and hasattr(model.model, "score") and model.tokenizer.is_fast:
-        with model._lock:  # the classifier's own lock: fast tokenizers are not thread-safe
-            return [_occlude_cached(model, t) for t in texts]
-    return _occlude_texts(model, texts)
-
-
-def _occlude_texts(model: SentimentModel, texts: list[str]) -> list[Occlusion]:
-    """Any model: the texts and their variants in one `classify` call (rows of similar length share a batch)."""
     rows, owners = [], []
     spans = [[m.span() for m in _WORD.finditer(t)] for t in texts]
     for n, (text, words) in enumerate(zip(texts, spans)):
@@ -149,64 +140,6 @@ def _occlude_texts(model: SentimentModel, texts: list[str]) -> list[Occlusion]:
         else:
             out[n].without[w] = p
     return out
-
-
-@torch.inference_mode()
-def _occlude_cached(clf: Classifier, text: str) -> Occlusion:
-    """A sequence classifier reading the last token: one forward of the tweet with its key/value cache,
-    then one batch in which row i continues the cache of the tokens before word i with the tokens after
-    it (positions shifted to close the gap), so the tokens before word i are never recomputed."""
-    model, tok = clf.model, clf.tokenizer
-    spans = [m.span() for m in _WORD.finditer(text)]
-    enc = tok(text[:clf.max_length * CHARS_PER_TOKEN_CAP], truncation=True, max_length=clf.max_length,
-              return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    out = model.base_model(input_ids=torch.tensor([ids]), use_cache=True)
-    logits = model.score(out.last_hidden_state[0]).float()      # what each prefix of the tweet would get
-    full = torch.softmax(logits[-1], -1)
-    probs = [full] * len(spans)                                  # a word cut off by truncation changes nothing
-    texts, rows = [], []                                         # (word, text) to classify; (word, a, b)
-    for w, (s, e) in enumerate(spans):
-        inside = [k for k, (ts, te) in enumerate(offsets) if ts < e and te > s]
-        if not inside:
-            continue
-        a, b = inside[0], inside[-1] + 1
-        if a == 0:                                               # no prefix to reuse: the text without it
-            if _without(text, s, e).strip():
-                texts.append((w, _without(text, s, e)))
-            else:
-                probs[w] = torch.full_like(full, 1 / len(LABELS))  # nothing left: no evidence (uniform)
-        elif b == len(ids):                                      # the last word: the prefix's own last token
-            probs[w] = torch.softmax(logits[a - 1], -1)
-        else:
-            rows.append((w, a, b))
-    if rows:
-        n, L, S = len(rows), len(ids), max(len(ids) - b for _, _, b in rows)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        suffix = torch.full((n, S), pad)
-        positions = torch.zeros((n, S), dtype=torch.long)
-        allowed = torch.zeros((n, 1, S, L + S), dtype=torch.bool)
-        causal = torch.ones((S, S), dtype=torch.bool).tril()
-        for i, (_, a, b) in enumerate(rows):
-            k = L - b
-            suffix[i, :k] = torch.tensor(ids[b:])
-            positions[i] = a + torch.arange(S)
-            allowed[i, 0, :, :a] = True                          # the tokens before the removed word
-            allowed[i, 0, :, L:L + k] = causal[:, :k]            # and the suffix, causally
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n)
-        dtype = next(model.parameters()).dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-        hidden = model.base_model(input_ids=suffix, position_ids=positions, attention_mask=mask,
-                                  past_key_values=cache, use_cache=True).last_hidden_state
-        last = torch.tensor([len(ids) - b - 1 for _, _, b in rows])
-        row_probs = torch.softmax(model.score(hidden[torch.arange(n), last]).float(), -1)
-        for (w, _, _), p in zip(rows, row_probs):
-            probs[w] = p
-    if texts:
-        for (w, _), p in zip(texts, clf.predict_proba([t for _, t in texts])):
-            probs[w] = torch.from_numpy(p)
-    return Occlusion(text, spans, full.numpy(), torch.stack(probs).numpy() if spans else np.zeros((0, len(LABELS))))
 
 
 def explain(model: SentimentModel, text: str, label: str | None = None,

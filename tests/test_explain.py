@@ -121,10 +121,3 @@ def test_the_eval_table_scores_spans_against_people(trained_run, tiny_dataset, t
     out = capsys.readouterr().out
     assert "| whole tweet |" in out and "best Kaggle systems" in out
 
-
-def test_the_cached_fast_path_equals_classifying_each_text_without_a_word(clf):
-    from inference.explain import _occlude_texts, occlude
-
-    texts = [" i hate this awful work", "so happy,  glad and thanks!", "hi", "the bus"]
-    for fast, slow in zip(occlude(clf, texts), _occlude_texts(clf, texts)):
-        assert np.allclose(fast.full, slow.full, atol=1e-5) and np.allclose(fast.without, slow.without, atol=1e-5)
