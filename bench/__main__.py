@@ -38,7 +38,7 @@ SERVING_LEVERS = ("int8", "bf16")  # Classifier.load precisions weighed against 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer steps and tweets, no levers: under 2 minutes")
+    p.add_argument("--quick", action="store_true", help="fewer steps and tweets, no levers: about 2 minutes on 2 cores")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     p.add_argument("--model", default=default_model(),
                    help="model to measure (default: gpt2-random under ~/.cache/offline-models if built, else gpt2)")
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
             except RuntimeError as exc:  # e.g. a knob this checkout does not have
                 lever_results[name] = {"error": str(exc).splitlines()[-1]}
 
-    sizes = (["--latency-tweets", 20, "--batch-tweets", 1000, "--agreement-tweets", 300] if quick else
+    sizes = (["--latency-tweets", 20, "--batch-tweets", 1000, "--agreement-tweets", 200] if quick else
              ["--latency-tweets", 50, "--batch-tweets", 1000, "--agreement-tweets", 1000])
     agreement = ["--agreement-model", args.agreement_model] if args.agreement_model else []
     say("serving: ours")
