@@ -44,7 +44,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def check_on_hub(kind: str, repo_id: str) -> None:
-    """For a `kind` ("model" or "dataset") that is not a local path: a malformed Hub id, one that does not
+    """For a `kind` ("model" or "dataset") that is not a local path (those pass): a malformed Hub id, one that does not
     exist, or an unreachable Hub raise a UserError at once (loading would retry for a minute first).
     Cached repos, offline mode and other answers (gated, server errors) are left to the loading."""
     from pathlib import Path
@@ -53,6 +53,8 @@ def check_on_hub(kind: str, repo_id: str) -> None:
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
     from huggingface_hub.utils import validate_repo_id
 
+    if Path(repo_id).expanduser().exists():
+        return  # a local path: nothing to ask the Hub
     try:
         validate_repo_id(repo_id)
     except HFValidationError:

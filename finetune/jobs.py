@@ -234,7 +234,6 @@ def check_settings(cfg: TrainConfig) -> TrainConfig:
         raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
     else:
         check_on_hub("dataset", cfg.dataset)
-    if not Path(cfg.base_model).expanduser().exists():
-        check_on_hub("model", cfg.base_model)
+    check_on_hub("model", cfg.base_model)
     check_writable(cfg.runs_dir)
     return cfg

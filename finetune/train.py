@@ -20,8 +20,7 @@ import torch
 from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer,
                           TrainerCallback, TrainingArguments)
 
-from . import baseline, data, diagnosis, forgetting
-from . import corrections
+from . import baseline, corrections, data, diagnosis, forgetting
 from .card import model_card
 from .config import LABELS, TrainConfig
 from .errors import UserError, first_line

@@ -47,26 +47,19 @@ def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "
             reasons.append(f"run {run.id}: {exc}")
     if hub_model_id:
         try:
-            _check_hub("model", hub_model_id)
+            check_on_hub("model", hub_model_id)
             return Classifier.load(hub_model_id, precision=precision)
         except UserError as exc:
             reasons.append(f"Hub repo {hub_model_id}: {exc}")
     if base_model:
         try:
-            _check_hub("model", base_model)
+            check_on_hub("model", base_model)
             return FewShot(base_model, FEW_SHOT_EXAMPLES[:k])
         except (UserError, ValueError) as exc:
             reasons.append(f"base model {base_model}: {exc}")
     raise NoModel("no model to serve: " + ("; ".join(reasons) or f"no complete run in {runs_dir}") +
                   ". Train one (Train tab / python -m finetune), or set HUB_MODEL_ID to a trained repo, "
                   "or BASE_MODEL to a local model folder")
-
-
-def _check_hub(kind: str, name: str) -> None:
-    """A Hub id that cannot load (no such repo, Hub unreachable) fails in a second, not after a minute
-    of retries: the app can say what to set right away."""
-    if not Path(name).expanduser().exists():
-        check_on_hub(kind, name)
 
 
 class ModelServer:
