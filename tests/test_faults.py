@@ -80,9 +80,7 @@ def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_
     log = runs_dir.parent / "finetune.log"  # a file, not a pipe: a full pipe would block the process
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     try:
-        partial = _wait_for_checkpoint(runs_dir, proc, log, timeout=120)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        partial = _kill_9_after_checkpoint(runs_dir, proc, log, timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -100,14 +98,17 @@ def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_
     assert runs.mark_interrupted(runs_dir) == []  # idempotent
 
 
-def _wait_for_checkpoint(runs_dir: Path, proc: subprocess.Popen, log: Path, timeout: float) -> Path:
-    """The `.partial` folder of the subprocess's run, once it has written a checkpoint mid-training."""
+def _kill_9_after_checkpoint(runs_dir: Path, proc: subprocess.Popen, log: Path, timeout: float) -> Path:
+    """Once the subprocess's run has written a checkpoint mid-training, `kill -9` it; returns the run's
+    `.partial` folder."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"training ended before it could be killed: {log.read_text()[-2000:]}")
         for path in runs_dir.glob(f"*{runs.PARTIAL}"):
             if list(path.glob("_checkpoints/checkpoint-*/*.safetensors")):
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
                 return path
         time.sleep(0.05)
     pytest.fail("no checkpoint written within the timeout")
@@ -342,9 +343,7 @@ def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_
         started = client.predict(api_name="/train", train_size=120, test_size=30, epochs=100, batch_size=8,
                                  max_length=32, evals_per_epoch=4, early_stopping_patience=0, few_shot_k=0)
         assert started["accepted"], started
-        partial = _wait_for_checkpoint(runs_dir, app, log, timeout=120)
-        app.send_signal(signal.SIGKILL)
-        app.wait(timeout=30)
+        partial = _kill_9_after_checkpoint(runs_dir, app, log, timeout=120)
     finally:
         if app.poll() is None:
             app.kill()
