@@ -26,7 +26,7 @@ from .config import LABELS, TrainConfig
 from .errors import UserError, first_line
 from .metrics import classification_metrics, trainer_metrics
 from .model import load_classifier, load_tokenizer, resolve_precision, set_threads
-from .runs import Run, RunWriter, check_writable
+from .runs import PARTIAL, Run, RunWriter, check_writable
 
 Listener = Callable[[dict], None]
 
@@ -195,7 +195,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
     run_id = [writer.id if writer else None]
     if state.num_processes > 1:
         broadcast_object_list(run_id)
-    output = writer.path if writer else Path(cfg.runs_dir) / f"{run_id[0]}.partial"
+    output = writer.path if writer else Path(cfg.runs_dir) / f"{run_id[0]}{PARTIAL}"
     last_status = [0.0]
 
     def emit(event: dict) -> None:
@@ -269,7 +269,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
         state.wait_for_everyone()
         return RunResult("done", writer.path if writer else output, run_id[0], metrics)
     except BaseException as exc:
-        if writer and writer.path.name.endswith(".partial"):
+        if writer and writer.path.name.endswith(PARTIAL):
             writer.abandon("failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
 
