@@ -9,9 +9,10 @@ Method: each word (whitespace-separated, as the competition's Jaccard counts wor
 turn and the tweet classified again; the word's score is how much the probability of the explained
 label falls without it (below 0: the word argued against the label). It is faithful by construction
 (it measures what the model does without the word, not a gradient's local guess) and cheap on CPU:
-no backward pass: a tweet of n words is n + 1 short rows classified in one `classify` call, as
-padded batches. All labels' scores come from the same forward, so explaining another label costs
-nothing extra.
+no backward pass: a tweet of n words is n + 1 short rows, classified together by
+`classify_variants`, which for a fine-tuned decoder packs them into one causal forward where each
+row reuses the words before its gap (README, Explanations). All labels' scores come from the same
+forward, so explaining another label costs nothing extra.
 
 The span is the run of consecutive words whose scores, less `SPAN_THRESHOLD` × the top score, add up
 to the most; for a neutral label it is the whole tweet (people mark the whole tweet for neutral ones).
@@ -119,26 +120,18 @@ def _without(text: str, start: int, end: int) -> str:
 
 
 def occlude(model: SentimentModel, texts: list[str]) -> list[Occlusion]:
-    """Classify each text and each text without one of its words, all in one `classify` call (the
-    model batches rows of similar length together)."""
-    texts = [check_text(t) for t in texts]
-    rows, owners = [], []
-    spans = [[m.span() for m in _WORD.finditer(t)] for t in texts]
-    for n, (text, words) in enumerate(zip(texts, spans)):
-        rows.append(text)
-        owners.append((n, -1))
-        for w, (s, e) in enumerate(words):
-            rest = _without(text, s, e)
-            if rest.strip():  # a one-word tweet without its word is nothing: scored against no evidence (uniform)
-                rows.append(rest)
-                owners.append((n, w))
-    probs = [np.array([p.scores[l] for l in LABELS]) for p in model.classify(rows)]
-    out = [Occlusion(t, s, None, np.full((len(s), len(LABELS)), 1 / len(LABELS))) for t, s in zip(texts, spans)]
-    for (n, w), p in zip(owners, probs):
-        if w < 0:
-            out[n].full = p
-        else:
-            out[n].without[w] = p
+    """Classify each text and each text without one of its words (one `classify_variants` call per
+    text: a fine-tuned model computes the words before the left-out one only once)."""
+    out = []
+    for text in map(check_text, texts):
+        spans = [m.span() for m in _WORD.finditer(text)]
+        rows = {w: _without(text, s, e) for w, (s, e) in enumerate(spans)}
+        # a one-word tweet without its word is nothing: scored against no evidence (uniform)
+        rows = {w: rest for w, rest in rows.items() if rest.strip()}
+        probs = model.classify_variants(text, list(rows.values()))
+        without = np.full((len(spans), len(LABELS)), 1 / len(LABELS))
+        without[list(rows)] = probs[1:]
+        out.append(Occlusion(text, spans, probs[0], without))
     return out
 
 

@@ -121,3 +121,47 @@ def test_the_eval_table_scores_spans_against_people(trained_run, tiny_dataset, t
     out = capsys.readouterr().out
     assert "| whole tweet |" in out and "best Kaggle systems" in out
 
+
+
+def _tiny_llama(tokenizer):
+    """A 2-layer llama (rotary positions, grouped-query attention: smollm2's architecture) over the
+    tiny tokenizer, as a sequence classifier."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         num_labels=len(LABELS), pad_token_id=tokenizer.pad_token_id)
+    return Classifier(LlamaForSequenceClassification(config), tokenizer, "tiny-llama", "memory")
+
+
+VARIANT_TEXTS = ["i hate this awful work", "  so   happy  today!! ", "awesome", "lunch at home , then a nap",
+                 "worst bus ever " * 60]  # the last one: past max_length, so rows are truncated
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_packed_variants_give_the_same_probabilities_as_padded_rows(clf, arch, monkeypatch):
+    from inference import classifier
+    from inference.explain import _WORD, _without
+
+    model = clf if arch == "gpt2" else _tiny_llama(clf.tokenizer)
+    monkeypatch.setattr(classifier, "PACK_TOKENS", 40)  # long tweets need several packs
+    for text in VARIANT_TEXTS:
+        rows = [r for r in (_without(text, *m.span()) for m in _WORD.finditer(text)) if r.strip()]
+        packed = model.classify_variants(text, rows)
+        assert packed.shape == (len(rows) + 1, len(LABELS))
+        assert np.allclose(packed, model.predict_proba([text, *rows]), atol=1e-5), text[:30]
+    model.pack_variants = False  # the reference path gives the same
+    assert np.allclose(model.classify_variants(VARIANT_TEXTS[0], ["i hate this work"]),
+                       model.predict_proba([VARIANT_TEXTS[0], "i hate this work"]), atol=1e-6)
+
+
+def test_latency_times_classify_and_both_ways_of_explaining(trained_run, capsys):
+    from inference import explain_eval
+
+    assert explain_eval.main([str(trained_run), "--latency", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["words"] == len(explain_eval.LATENCY_TWEET.split())
+    assert out["ratio"] == pytest.approx(out["explain"] / out["classify"])
+    assert out["ratio_padded"] == pytest.approx(out["explain_padded"] / out["classify"])
