@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     from finetune.runs import latest
     from .classifier import Classifier
 
-    texts = list(args.texts)
+    texts = [t for t in args.texts if t.strip()]
+    if len(texts) < len(args.texts):  # e.g. an unset shell variable: classify the rest, say what was left
+        print(f"warning: skipped {len(args.texts) - len(texts)} empty text(s)", file=sys.stderr)
     if args.file:
         try:
             lines = (sys.stdin if args.file == "-" else open(args.file, encoding="utf-8", errors="replace")).read()

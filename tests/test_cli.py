@@ -34,8 +34,11 @@ def test_finetune_then_inference(tiny_model, tiny_dataset, runs_dir):
     line = json.loads(out.stdout)
     assert line["label"] in line["scores"] and abs(sum(line["scores"].values()) - 1) < 1e-4
     assert line["model"] == run.id
-    out = cli("-m", "inference", "--runs-dir", str(runs_dir), "good day", "bad day")   # latest run by default
-    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2
+    out = cli("-m", "inference", "--runs-dir", str(runs_dir), "good day", "", "bad day")   # latest run by default
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2  # the empty one is skipped, with a warning
+    assert "skipped 1 empty text" in out.stderr
+    out = cli("-m", "inference", "--runs-dir", str(runs_dir), " ")
+    assert out.returncode == 2 and "give tweets" in out.stderr
 
 
 @pytest.mark.parametrize("change, words", [
