@@ -74,6 +74,7 @@ class Backend:
         self.admins = {u.strip() for u in admin_users if u.strip()}
         # a fresh Space gets people's corrections back from the Hub dataset (HUB_DATASET_ID), if set
         threading.Thread(target=corrections.pull, args=(self.runs_dir,), name="corrections-pull", daemon=True).start()
+        self.push_corrections = corrections.PushSoon(self.runs_dir)
         self.server = ModelServer(self.runs_dir, defaults.hub_model_id, defaults.base_model)
         self.job = TrainingJob(self.runs_dir, on_done=lambda result: self.server.refresh(), hub_api=hub_api)
         self._loaded = threading.Event()
@@ -131,8 +132,7 @@ class Backend:
         """Store a person's correction of a reply, then copy the file to the Hub dataset in the background."""
         c = corrections.add(self.runs_dir, check_tweet(text), model_label, corrected_label, model_name)
         if os.environ.get(corrections.HUB_DATASET_ENV):
-            threading.Thread(target=lambda: log.info("corrections: %s", corrections.push(self.runs_dir).message),
-                             name="corrections-push", daemon=True).start()
+            self.push_corrections()
         return (f"Saved: the next retrain learns that this tweet is {c.corrected_label} "
                 f"({len(corrections.waiting(self.runs_dir))} correction(s) waiting).")
 

@@ -5,6 +5,7 @@
     training_rows(runs_dir)   # [(text, label id)] for finetune.data.prepare(extra_train=...)
     waiting(runs_dir)         # the ones no finished run has learned from yet
     push(runs_dir) / pull(runs_dir)    # to / from the Hub dataset HUB_DATASET_ID
+    PushSoon(runs_dir)()      # push in the background, a burst of corrections in one commit
 
 They live in `<runs_dir>/corrections.jsonl`, one JSON object per line, append-only. Each line goes in
 with a single `write` under an exclusive `flock` and is fsynced, so threads and processes writing at
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FILE = "corrections.jsonl"
 HUB_DATASET_ENV = "HUB_DATASET_ID"
+PUSH_DELAY_S = 10.0       # corrections made within this long of each other go to the Hub in one commit
 
 
 @dataclass
@@ -222,3 +225,29 @@ def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResu
         if type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError", "RepositoryNotFoundError"):
             return PushResult("skipped", repo_id, message="no corrections on the Hub yet")
         return PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))
+
+
+class PushSoon:
+    """Pushes the corrections file in the background, coalescing bursts: the first call starts a timer,
+    and when it fires the file goes up with every correction made meanwhile (one Hub commit, not one
+    per click; the Hub rate-limits commits). A call during a push starts the next timer, so no
+    correction is left behind."""
+
+    def __init__(self, runs_dir: str | Path, delay: float = PUSH_DELAY_S, api=None):
+        self.runs_dir, self.delay, self.api = runs_dir, delay, api
+        self.results: list[PushResult] = []
+        self._lock, self._timer = threading.Lock(), None
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._timer is None:
+                self._timer = threading.Timer(self.delay, self._push)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _push(self) -> None:
+        with self._lock:
+            self._timer = None  # corrections from now on get a push of their own
+        result = push(self.runs_dir, api=self.api)
+        self.results.append(result)
+        log.info("corrections: %s", result.message)

@@ -174,6 +174,30 @@ def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path, mo
     assert len(corrections.load(restarted)) == 4
 
 
+def test_a_burst_of_corrections_goes_to_the_hub_in_one_push_and_none_is_left_behind(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
+    hub = FakeHub()
+    soon = corrections.PushSoon(tmp_path, delay=0.3, api=hub)
+    for i in range(5):  # five clicks in a row: one timer, one upload carrying all five
+        corrections.add(tmp_path, f"tweet {i}", "positive", "negative")
+        soon()
+    assert not any(c[0] == "upload_file" for c in hub.calls)  # nothing yet: waiting for the burst to end
+    deadline = time.monotonic() + 10
+    while len(soon.results) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [c[0] for c in hub.calls].count("upload_file") == 1
+    assert hub.files[("me/tweet-corrections", corrections.FILE)].count(b"\n") == 5
+
+    corrections.add(tmp_path, "a later one", "neutral", "positive")  # after the push: a push of its own
+    soon()
+    while len(soon.results) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [c[0] for c in hub.calls].count("upload_file") == 2 and soon.results[-1].state == "pushed"
+    assert hub.files[("me/tweet-corrections", corrections.FILE)].count(b"\n") == 6
+
+
 def test_push_and_pull_report_instead_of_raising(tmp_path, monkeypatch):
     monkeypatch.delenv("HUB_DATASET_ID", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
