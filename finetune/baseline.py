@@ -17,6 +17,7 @@ import torch
 
 from .config import LABELS
 from .metrics import classification_metrics
+from .model import can_pack, load_causal_lm, load_tokenizer, shared_start_logits
 
 INSTRUCTION = "Classify the sentiment of each tweet as negative, neutral or positive.\n\n"
 MAX_TWEET_TOKENS = 96
@@ -60,8 +61,6 @@ class FewShotClassifier:
 
     @classmethod
     def load(cls, base_model: str, examples: list[tuple[str, int]], dtype=torch.float32) -> "FewShotClassifier":
-        from .model import load_causal_lm, load_tokenizer
-
         tokenizer = load_tokenizer(base_model)
         return cls(load_causal_lm(base_model, dtype=dtype), tokenizer, examples)
 
@@ -72,8 +71,14 @@ class FewShotClassifier:
         return self._prefix_ids + head + tweet + tail
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+    def predict_proba(self, texts: list[str], batch_size: int = 16, pack: bool = True) -> np.ndarray:
+        """Probabilities of the three labels per text. Every prompt starts with the same examples, so
+        by default they are computed once per pack of prompts (`model.shared_start_logits`: the same
+        numbers, several times faster); pack=False pads one full prompt per row (the reference)."""
         encoded = [self._encode(t) for t in texts]
+        if pack and encoded and can_pack(self.model):
+            logits = shared_start_logits(self.model, self.model.get_output_embeddings(), self._prefix_ids, encoded)
+            return torch.softmax(logits[1:, self.label_token_ids].float(), dim=-1).cpu().numpy()
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # little padding per batch
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)

@@ -18,12 +18,12 @@ import torch
 
 from finetune.config import LABELS
 from finetune.errors import UserError
-from finetune.model import check_source, load_classifier, load_tokenizer, set_threads
+from finetune.model import (can_pack, check_source, load_classifier, load_tokenizer, set_threads,
+                            shared_start_logits)
 from finetune.runs import Run
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
 CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is never tokenised
-PACK_TOKENS = 512         # tokens per packed forward when classifying a text's variants (explanations)
 PRECISIONS = ("fp32", "bf16", "int8")  # int8 / bf16: faster on some CPUs, but see README "Speed"
 
 
@@ -147,63 +147,20 @@ class Classifier(SentimentModel):
             probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
 
-    @torch.inference_mode()
     def predict_proba_variants(self, text: str, variants: list[str]) -> np.ndarray:
-        """One causal forward per pack of rows instead of one padded row each: the text's tokens come
-        first, then each variant's tokens after the start it shares with the text, masked to see only
-        that shared start and itself, at the positions it would have alone. Same probabilities as
-        `predict_proba` (the tests hold them to it), but a tweet with one word left out costs only the
-        tokens after that word, about half the work for occlusion."""
+        """The text and its variants packed into causal forwards that compute their shared start once
+        (`finetune.model.shared_start_logits`): the same probabilities as `predict_proba`, but a tweet
+        with one word left out costs only the tokens after that word, about half the work for occlusion."""
         head = getattr(self.model, "score", None)  # decoder classifiers (gpt2, llama, …) read the last token
-        if not self.pack_variants or head is None or self.model.config._attn_implementation not in ("sdpa", "eager"):
+        if not (self.pack_variants and head is not None and can_pack(self.model)):
             return super().predict_proba_variants(text, variants)
         cap = self.max_length * CHARS_PER_TOKEN_CAP
         ids = self.tokenizer([t[:cap] for t in [text, *variants]], truncation=True,
                              max_length=self.max_length)["input_ids"]
         if not all(ids):
             return super().predict_proba_variants(text, variants)
-        base, rows = ids[0], ids[1:]
-        segments = [(shared, row[shared:]) for row in rows for shared in [_shared_start(base, row)]]
-        logits, pack = [], []
-        for segment in segments + [None]:  # None: flush the last pack
-            if segment is None or (pack and len(base) + sum(len(s) for _, s in pack) + len(segment[1]) > PACK_TOKENS):
-                out = self._forward_pack(base, pack, head)
-                logits.append(out if not logits else out[1:])  # the text's own row: from the first pack
-                pack = []
-            if segment is not None:
-                pack.append(segment)
-        return torch.softmax(torch.cat(logits).float(), dim=-1).cpu().numpy()
-
-    def _forward_pack(self, base: list[int], segments: list[tuple[int, list[int]]], head) -> torch.Tensor:
-        """Logits of `base` and of each (shared, tail) row = base[:shared] + tail, from one sequence."""
-        n = len(base) + sum(len(tail) for _, tail in segments)
-        ids, positions = list(base), list(range(len(base)))
-        see = torch.zeros(n, n, dtype=torch.bool)
-        see[:len(base), :len(base)] = torch.ones(len(base), len(base), dtype=torch.bool).tril()
-        last = [len(base) - 1]
-        for shared, tail in segments:
-            at, k = len(ids), len(tail)
-            ids += tail
-            positions += range(shared, shared + k)
-            see[at:at + k, :shared] = True
-            see[at:at + k, at:at + k] = torch.ones(k, k, dtype=torch.bool).tril()
-            last.append(at + k - 1 if k else shared - 1)  # no tail: the row is a prefix of the text
-        device, dtype = self.model.device, self.model.dtype
-        mask = torch.zeros(1, 1, n, n, dtype=dtype).masked_fill(~see, torch.finfo(dtype).min)
-        hidden = self.model.base_model(input_ids=torch.tensor([ids], device=device),
-                                       position_ids=torch.tensor([positions], device=device),
-                                       attention_mask=mask.to(device), use_cache=False).last_hidden_state
-        return head(hidden[0, last])
-
-
-def _shared_start(a: list[int], b: list[int]) -> int:
-    """How many tokens b shares with a from the start."""
-    k = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        k += 1
-    return k
+        logits = shared_start_logits(self.model, head, ids[0], ids[1:])
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
 def conv1d_to_linear(module: torch.nn.Module) -> torch.nn.Module:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from finetune.baseline import FewShotClassifier, build_prefix, evaluate, pick_examples
@@ -14,15 +15,22 @@ def test_examples_are_balanced_and_reproducible():
     assert build_prefix(picked[:1]).count("Tweet: ") == 1
 
 
-def test_few_shot_scores_the_label_words_after_the_prompt(tiny_model):
+@pytest.mark.parametrize("one_per_pack", [False, True])
+def test_few_shot_scores_the_label_words_after_the_prompt(tiny_model, one_per_pack, monkeypatch):
+    from finetune import model as model_module
+
     tok = load_tokenizer(str(tiny_model))
     model = load_causal_lm(str(tiny_model))
     clf = FewShotClassifier(model, tok, pick_examples(ROWS, 3))
+    if one_per_pack:  # packs too small for two prompts: the examples are computed again in each
+        monkeypatch.setattr(model_module, "PACK_TOKENS", len(clf._prefix_ids) + 1)
     texts = ["i love this", "the monday bus at the office again", "so sad"]
-    probs = clf.predict_proba(texts, batch_size=2)
+    probs = clf.predict_proba(texts, batch_size=2)  # packed: the examples computed once per pack
+    padded = clf.predict_proba(texts, batch_size=2, pack=False)
     assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    # batched and padded equals one prompt at a time, scored by hand
-    for text, p in zip(texts, probs):
+    # packed, and batched and padded, equal one prompt at a time, scored by hand
+    for text, p, q in zip(texts, probs, padded):
+        np.testing.assert_allclose(p, q, atol=1e-5)
         ids = torch.tensor([clf._encode(text)])
         with torch.inference_mode():
             logits = model(input_ids=ids).logits[0, -1, clf.label_token_ids]

@@ -142,11 +142,11 @@ VARIANT_TEXTS = ["i hate this awful work", "  so   happy  today!! ", "awesome", 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_packed_variants_give_the_same_probabilities_as_padded_rows(clf, arch, monkeypatch):
-    from inference import classifier
+    from finetune import model as model_module
     from inference.explain import _WORD, _without
 
     model = clf if arch == "gpt2" else _tiny_llama(clf.tokenizer)
-    monkeypatch.setattr(classifier, "PACK_TOKENS", 40)  # long tweets need several packs
+    monkeypatch.setattr(model_module, "PACK_TOKENS", 160)  # long tweets need several packs
     for text in VARIANT_TEXTS:
         rows = [r for r in (_without(text, *m.span()) for m in _WORD.finditer(text)) if r.strip()]
         packed = model.classify_variants(text, rows)
