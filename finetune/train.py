@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,9 @@ from .errors import UserError, first_line
 from .metrics import classification_metrics, trainer_metrics
 from .model import load_classifier, load_tokenizer, resolve_precision, set_threads
 from .runs import PARTIAL, Run, RunWriter, check_writable
+
+# peft asks a transformers 5 model a deprecated question on every LoRA run; users can do nothing about it
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 Listener = Callable[[dict], None]
 
