@@ -55,15 +55,18 @@ class TrainConfig:
     text_column: str = field(default="text", metadata=_help("Column holding the tweet text."))
     label_column: str = field(default="label", metadata=_help(
         "Column holding the label: 0/1/2 or the strings negative/neutral/positive."))
-    train_size: int = field(default=1000, metadata=_help(
+    # train_size, epochs and learning_rate default to the one-click setting chosen from measurements:
+    # about 2 minutes of training on 2 CPU cores, 0.726 test accuracy on smollm2-135m (README, One click)
+    train_size: int = field(default=1400, metadata=_help(
         "Tweets to train on, drawn from the cleaned train split (0 or 'all' = every one).", parse=parse_size))
     test_size: int = field(default=1000, metadata=_help(
         "Tweets of the test split to evaluate on (0 or 'all' = every one).", parse=parse_size))
     validation_share: float = field(default=0.1, metadata=_help(
         "Validation rows held out of the train split, as a share of train_size (never trained on)."))
     # --- how to train ---------------------------------------------------------------------------
-    epochs: float = field(default=3.0, metadata=_help("Passes over the training tweets."))
-    learning_rate: float = field(default=5e-5, metadata=_help("Peak learning rate of AdamW (linear decay)."))
+    epochs: float = field(default=1.0, metadata=_help("Passes over the training tweets."))
+    learning_rate: float = field(default=3e-4, metadata=_help(
+        "Peak learning rate of AdamW (linear decay; 3e-4 suits one short epoch, 5e-5 longer runs)."))
     batch_size: int = field(default=16, metadata=_help("Tweets per device per step."))
     grad_accum: int = field(default=1, metadata=_help("Steps whose gradients are summed before an update."))
     max_length: int = field(default=128, metadata=_help("Tokens kept per tweet; longer ones are truncated."))
