@@ -138,10 +138,12 @@ def load_model(cfg: TrainConfig, tokenizer):
     if not cfg.lora:
         return model
     from peft import LoraConfig, TaskType, get_peft_model
+    from transformers.pytorch_utils import Conv1D
 
     targets = [m.strip() for m in cfg.lora_target_modules.split(",") if m.strip()]
     lora = LoraConfig(task_type=TaskType.SEQ_CLS,  # SEQ_CLS: the head ("score") is trained in full too
                       r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),  # gpt2 stores W transposed
                       target_modules=(targets[0] if targets == ["all-linear"] else targets) or None)
     try:
         return get_peft_model(model, lora)
