@@ -235,7 +235,7 @@ def _duration(seconds: float) -> str:
 
 
 def curves(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(loss, validation metrics) as long tables for gr.LinePlot: step, value, series."""
+    """(loss, validation metrics) as long tables for the plots: step, value, series."""
     loss = [{"step": e["step"], "value": e["loss"], "series": "train loss"} for e in events
             if e.get("event") == "log" and "loss" in e]
     loss += [{"step": e["step"], "value": e["eval_loss"], "series": "validation loss"} for e in events
@@ -429,8 +429,9 @@ def build_demo(backend: Backend) -> gr.Blocks:
                                    for name in SETTINGS[start:start + 2]]
             with gr.Row(visible=False) as plots_box:
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260)
-                eval_plot = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=260,
-                                        y_lim=[0, 1])
+                # points, not lines: a one-epoch run (the default) has a single validation point
+                eval_plot = gr.ScatterPlot(x="step", y="value", color="series", title="Validation", height=260,
+                                           y_lim=[0, 1])
             log_box = gr.Textbox(label="Events (newest first)", lines=8, max_lines=8, interactive=False)
             with gr.Column(visible=False) as result_box:
                 gr.Markdown("### Result")
@@ -484,8 +485,8 @@ def build_demo(backend: Backend) -> gr.Blocks:
             with gr.Column(visible=False) as run_box:
                 with gr.Row():
                     run_loss = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=240)
-                    run_eval = gr.LinePlot(x="step", y="value", color="series", title="Validation", height=240,
-                                           y_lim=[0, 1])
+                    run_eval = gr.ScatterPlot(x="step", y="value", color="series", title="Validation",
+                                              height=240, y_lim=[0, 1])
                 run_scores = gr.Dataframe(label="Test metrics, before and after", interactive=False)
                 with gr.Accordion("Model card", open=False):
                     card = gr.Markdown()
