@@ -83,8 +83,12 @@ PACK_TOKENS = 1024  # tokens per packed forward (shared_start_logits); the mask 
 
 
 def can_pack(model) -> bool:
-    """Whether `shared_start_logits` can run this model: a decoder whose attention takes a custom 4D mask."""
-    return model.config._attn_implementation in ("sdpa", "eager") and not model.config.is_encoder_decoder
+    """Whether `shared_start_logits` can run this model: a decoder whose body takes position ids and
+    whose attention takes a custom 4D mask (others are run row by row)."""
+    import inspect
+
+    return (model.config._attn_implementation in ("sdpa", "eager") and not model.config.is_encoder_decoder
+            and "position_ids" in inspect.signature(model.base_model.forward).parameters)
 
 
 @torch.inference_mode()

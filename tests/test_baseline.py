@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from finetune.baseline import FewShotClassifier, build_prefix, evaluate, pick_examples
-from finetune.model import load_causal_lm, load_tokenizer
+from finetune.model import can_pack, load_causal_lm, load_tokenizer
 
 ROWS = [(f"tweet {i}", i % 3) for i in range(30)]
 
@@ -42,3 +42,16 @@ def test_evaluate_is_cached(tiny_model, tmp_path):
     assert a["method"] == "zero-shot prompting" and a["n"] == 9
     assert len(list(tmp_path.glob("baseline-*.json"))) == 1
     assert evaluate(str(tiny_model), ROWS, ROWS[:9], k=0, cache_dir=tmp_path) == a
+
+
+def test_a_model_without_position_ids_is_prompted_row_by_row(tiny_model):
+    from transformers import BloomConfig, BloomForCausalLM  # ALiBi: its body takes no position ids
+
+    tok = load_tokenizer(str(tiny_model))
+    torch.manual_seed(0)
+    bloom = BloomForCausalLM(BloomConfig(n_layer=1, hidden_size=16, n_head=2, vocab_size=len(tok),
+                                         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    assert not can_pack(bloom)
+    clf = FewShotClassifier(bloom, tok, pick_examples(ROWS, 3))
+    probs = clf.predict_proba(["i love this", "so sad"])  # packing is skipped, not failed
+    np.testing.assert_allclose(probs, clf.predict_proba(["i love this", "so sad"], pack=False), atol=1e-6)
