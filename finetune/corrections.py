@@ -27,7 +27,7 @@ from pathlib import Path
 from .config import LABELS
 from .data import fold, label_id
 from .errors import UserError
-from .hub import PushResult, scrub
+from .hub import PushResult, client, explain_failure, scrub
 from .runs import list_runs
 
 log = logging.getLogger(__name__)
@@ -189,9 +189,7 @@ def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bo
     if api is None and not token:
         return PushResult("skipped", repo_id, message="HF_TOKEN is not set: add a write token to push")
     try:
-        if api is None:
-            from huggingface_hub import HfApi
-            api = HfApi(token=token)
+        api = client(api, token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         lines = body.count(b"\n")
         api.upload_file(path_or_fileobj=body, path_in_repo=FILE, repo_id=repo_id, repo_type="dataset",
@@ -199,7 +197,7 @@ def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bo
         return PushResult("pushed", repo_id, f"https://huggingface.co/datasets/{repo_id}",
                           f"pushed {lines} corrections")
     except Exception as exc:  # network, auth, rate limit: the local file stays as it is
-        return PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))
+        return PushResult("failed", repo_id, message=scrub(explain_failure(exc, repo_id), token))
 
 
 def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResult:
@@ -212,9 +210,7 @@ def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResu
     if local.exists():
         return PushResult("skipped", repo_id, message="the local corrections file is kept")
     try:
-        if api is None:
-            from huggingface_hub import HfApi
-            api = HfApi(token=token)
+        api = client(api, token)
         local.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=local.parent) as tmp:
             got = api.hf_hub_download(repo_id, FILE, repo_type="dataset", local_dir=tmp)

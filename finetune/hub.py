@@ -27,6 +27,14 @@ class PushResult:
         return asdict(self)
 
 
+def client(api=None, token: str | None = None):
+    """`api` when given (tests pass a fake), else huggingface_hub's HfApi with `token` (HF_TOKEN)."""
+    if api is not None:
+        return api
+    from huggingface_hub import HfApi
+    return HfApi(token=token or os.environ.get("HF_TOKEN"))
+
+
 def explain_failure(exc: Exception, repo_id: str) -> str:
     """A failed push in one line: what went wrong and what to do (the run is kept either way)."""
     import httpx2
@@ -61,9 +69,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None)
         result = PushResult("skipped", repo_id, message="HF_TOKEN is not set: add a write token to push")
     else:
         try:
-            if api is None:
-                from huggingface_hub import HfApi
-                api = HfApi(token=token)
+            api = client(api, token)
             repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             commit = api.upload_folder(repo_id=repo_id, folder_path=str(run.path), repo_type="model",
                                        allow_patterns=PUSHED_FILES, ignore_patterns=[PUSH_RESULT, "status.json"],
