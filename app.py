@@ -106,27 +106,24 @@ class Backend:
 
     def classify(self, text):
         """(prediction, model name) for one tweet; a UserError with what to do for bad input."""
-        text = check_tweet(text)
-        model = self.model()
-        try:
-            return model.classify(text)[0], model.name
-        except UserError:
-            raise
-        except Exception as exc:  # input nobody foresaw: answer in words, keep serving
-            log.exception("classification failed")
-            raise UserError(f"could not classify this text ({type(exc).__name__}: {first_line(exc)})") from None
+        return self._answer(text, "classify", lambda model, t: model.classify(t)[0])
 
     def explain(self, text):
         """(Explanation, model name) for one tweet: each word's share in its label, and the span."""
+        return self._answer(text, "explain", explain)
+
+    def _answer(self, text, verb: str, answer):
+        """(answer(model, text), model name): bad input and failures nobody foresaw become a UserError
+        that says what went wrong, and the app keeps serving."""
         text = check_tweet(text)
         model = self.model()
         try:
-            return explain(model, text), model.name
+            return answer(model, text), model.name
         except UserError:
             raise
-        except Exception as exc:  # input nobody foresaw: answer in words, keep serving
-            log.exception("explanation failed")
-            raise UserError(f"could not explain this text ({type(exc).__name__}: {first_line(exc)})") from None
+        except Exception as exc:
+            log.exception("could not %s a text", verb)
+            raise UserError(f"could not {verb} this text ({type(exc).__name__}: {first_line(exc)})") from None
 
     def correct(self, text, model_label, corrected_label, model_name: str = "") -> str:
         """Store a person's correction of a reply, then copy the file to the Hub dataset in the background."""
