@@ -276,7 +276,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
         return RunResult("done", writer.path if writer else output, run_id[0], metrics)
     except BaseException as exc:
         if writer and writer.path.name.endswith(PARTIAL):
-            writer.abandon("failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            writer.abandon("failed", first_line(exc))
         raise
 
 

@@ -103,7 +103,7 @@ def markdown(result: dict) -> str:
                    for name, v in result["rows"].items())
     kaggle = f"| best Kaggle systems (trained for spans, sentiment given) | – | – | – | ≈ {KAGGLE_BEST:.2f} |\n"
     return (head + body + kaggle + f"\nModel accuracy on these rows: {result['accuracy']:.3f}; occlusion took "
-            f"{result['seconds_per_tweet'] * 1000:.0f} ms per tweet (batched).")
+            f"{result['seconds_per_tweet'] * 1000:.0f} ms per tweet.")
 
 
 def latency(run_dir: str | Path, repeats: int = 20, text: str = LATENCY_TWEET) -> dict:
