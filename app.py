@@ -14,7 +14,6 @@ import html
 import inspect
 import io
 import logging
-import os
 import re
 import tempfile
 import threading
@@ -28,10 +27,12 @@ import pandas as pd
 from fastapi import FastAPI
 
 from finetune import corrections
-from finetune.config import LABELS, TrainConfig, parse_size
-from finetune.errors import UserError, first_line
+from finetune.config import TrainConfig, parse_size
+from core.labels import LABELS
+from core.settings import Settings
+from core.errors import UserError, first_line
 from finetune.jobs import TrainingJob
-from finetune.runs import Run, list_runs, pin, read_json, serving
+from core.runs import Run, list_runs, pin, read_json, serving
 from inference import ModelServer, NoModel
 from inference.explain import explain
 from inference.classifier import check_text
@@ -68,14 +69,16 @@ CSS = """
 class Backend:
     """The model that serves, the training job and the admin rule, for one app process."""
 
-    def __init__(self, defaults: TrainConfig, admin_users=(), hub_api=None):
+    def __init__(self, defaults: TrainConfig, admin_users=(), hub_api=None, settings: Settings | None = None):
         self.defaults = defaults
+        self.settings = settings or Settings.from_env()
         self.runs_dir = Path(defaults.runs_dir)
         self.admins = {u.strip() for u in admin_users if u.strip()}
         # a fresh Space gets people's corrections back from the Hub dataset (HUB_DATASET_ID), if set
         threading.Thread(target=corrections.pull, args=(self.runs_dir,), name="corrections-pull", daemon=True).start()
         self.push_corrections = corrections.PushSoon(self.runs_dir)
-        self.server = ModelServer(self.runs_dir, defaults.hub_model_id, defaults.base_model)
+        self.server = ModelServer(self.runs_dir, defaults.hub_model_id, defaults.base_model,
+                                  precision=self.settings.serving_precision)
         self.job = TrainingJob(self.runs_dir, on_done=lambda result: self.server.refresh(), hub_api=hub_api)
         self._loaded = threading.Event()
         self._last_load = 0.0
@@ -128,7 +131,7 @@ class Backend:
     def correct(self, text, model_label, corrected_label, model_name: str = "") -> str:
         """Store a person's correction of a reply, then copy the file to the Hub dataset in the background."""
         c = corrections.add(self.runs_dir, check_tweet(text), model_label, corrected_label, model_name)
-        if os.environ.get(corrections.HUB_DATASET_ENV):
+        if self.settings.hub_dataset_id:
             self.push_corrections()
         return (f"Saved: the next retrain learns that this tweet is {c.corrected_label} "
                 f"({len(corrections.waiting(self.runs_dir))} correction(s) waiting).")
@@ -409,9 +412,9 @@ def build_demo(backend: Backend) -> gr.Blocks:
             with gr.Row(equal_height=True):
                 retrain = gr.Button("🚀 Retrain", variant="primary", size="lg", scale=3)
                 stop = gr.Button("⏹ Stop", variant="stop", size="lg", scale=1)
-                if backend.admins and os.environ.get("SPACE_ID"):
+                if backend.admins and backend.settings.on_space:
                     gr.LoginButton(scale=1)
-            if backend.admins and not os.environ.get("SPACE_ID"):
+            if backend.admins and not backend.settings.on_space:
                 gr.Markdown(f"Retrain is limited to {as_text(', '.join(sorted(backend.admins)))} (ADMIN_USERS), "
                             f"who sign in with Hugging Face: that works when the app runs on a Space.")
             action_note = gr.Markdown()
@@ -706,10 +709,11 @@ def create_app(defaults: TrainConfig | None = None, admin_users: list[str] | Non
                hub_api=None) -> tuple[FastAPI, gr.Blocks, Backend]:
     """The FastAPI app (GET /health, the Gradio app at /), its Blocks and its Backend. Settings default
     to the environment: BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID, THREADS, ADMIN_USERS."""
+    settings = Settings.from_env()
     defaults = defaults or TrainConfig.from_env()
     if admin_users is None:
-        admin_users = os.environ.get("ADMIN_USERS", "").split(",")
-    backend = Backend(defaults, admin_users, hub_api=hub_api)
+        admin_users = sorted(settings.admins)
+    backend = Backend(defaults, admin_users, hub_api=hub_api, settings=settings)
     demo = build_demo(backend)
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
     app = FastAPI(title="Tweet sentiment")
@@ -732,8 +736,7 @@ def main() -> None:
         app, _, backend = create_app()
     except UserError as exc:  # e.g. a bad THREADS value
         raise SystemExit(f"error: {exc}")
-    host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
-    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    host, port = backend.settings.host, int(backend.settings.port)
     log.info("runs in %s; base model %s; dataset %s; serving on http://%s:%d", backend.runs_dir,
              backend.defaults.base_model, backend.defaults.dataset, host, port)
     # open pages keep a heartbeat stream open: don't let them hold up a restart

@@ -54,7 +54,7 @@ def parse_args(argv=None):
 def machine(device: str) -> dict:
     import torch
 
-    from finetune.model import cpu_has_amx, granted_cores
+    from core.model import cpu_has_amx, granted_cores
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_name(),
             "cores_granted": granted_cores(), "amx": cpu_has_amx(), "device": device}
     if device == "cuda":
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     say = lambda msg: print(f"[{time.monotonic() - started:5.0f}s] {msg}", file=sys.stderr, flush=True)
 
     from .peak import peaks
-    from finetune.model import set_threads
+    from core.model import set_threads
     set_threads(0)
     say("matmul peak")
     peak = peaks(args.device, quick)

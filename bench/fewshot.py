@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from finetune import data
-from finetune.baseline import FewShotClassifier, pick_examples
+from core.fewshot import FewShotClassifier, pick_examples
 from finetune.config import TrainConfig
 
 from . import OFFLINE_MODELS, default_dataset

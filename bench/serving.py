@@ -20,7 +20,7 @@ import torch
 
 from finetune import data
 from finetune.config import TrainConfig
-from finetune.model import load_classifier, load_tokenizer
+from core.model import load_classifier, load_tokenizer
 from inference.classifier import Classifier
 
 from . import current_rss_mb, default_dataset, default_model, emit, peak_rss_mb

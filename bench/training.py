@@ -23,7 +23,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 
 from finetune import data, train
 from finetune.config import TrainConfig
-from finetune.model import load_classifier, load_tokenizer, resolve_precision, set_threads
+from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
 
 from . import default_dataset, default_model, emit, peak_rss_mb, sync
 

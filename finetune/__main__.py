@@ -5,12 +5,13 @@ Runs unchanged under `torchrun --nproc-per-node N -m finetune ...` and `accelera
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 
+from core.errors import UserError
+from core.settings import Settings, quiet_libraries
+
 from .config import add_arguments, from_args
-from .errors import UserError
 from .sweep import DEFAULT_GRID
 
 
@@ -62,8 +63,7 @@ def run_sweep(cfg, args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    quiet_libraries()
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     stop = threading.Event()
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     if result.state != "done" or result.run_dir is None:
         print(f"run {result.run_id} {result.state}: {result.message}")
         return 1
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not Settings.from_env().is_main_process:
         return 0
     test, base = result.metrics["test"], result.metrics.get("baseline", {})
     print(f"run folder: {result.run_dir}")

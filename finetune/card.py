@@ -1,7 +1,9 @@
 """The model card (README.md of a run and of its Hub repo), in the Hub's model-card format."""
 from __future__ import annotations
 
-from .config import LABELS, TrainConfig
+from .config import TrainConfig
+
+from core.labels import LABELS
 
 
 def _pct(x) -> str:

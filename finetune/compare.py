@@ -18,8 +18,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .config import LABELS, TrainConfig
-from .errors import UserError
+from core.errors import UserError
+from core.labels import LABELS
+from core.model import load_classifier, load_tokenizer, predict_proba
+from core.runs import Run
+
+from . import baseline, data
+from .config import TrainConfig
 from .metrics import classification_metrics
 
 
@@ -30,13 +35,10 @@ def majority(train_rows, test_rows) -> dict:
 
 
 def fine_tuned(run_dir: str | Path, test_rows) -> dict:
-    from inference.classifier import Classifier
-
-    from .runs import Run
-
     run = Run(Path(run_dir))
-    clf = Classifier.load(run.path)
-    probs = clf.predict_proba([t for t, _ in test_rows])
+    tokenizer = load_tokenizer(str(run.path))
+    model = load_classifier(str(run.path), tokenizer).eval()
+    probs = predict_proba(model, tokenizer, [t for t, _ in test_rows], run.config.get("max_length", 128))
     size = run.data_report.get("sizes", {}).get("train", "?")
     epochs = run.config.get("epochs", "?")
     how = "LoRA" if run.config.get("lora") else "fine-tuned"
@@ -46,9 +48,6 @@ def fine_tuned(run_dir: str | Path, test_rows) -> dict:
 
 def compare(cfg: TrainConfig, ks: list[int], runs: list[str], on_row=None) -> list[dict]:
     """The rows of the table, each with accuracy, macro-F1 and the seconds it took."""
-    from . import baseline, data
-    from .runs import Run
-
     for run in runs:
         if not Run(Path(run)).is_complete:
             raise UserError(f"{run} is not a complete run folder: pass finished runs to --runs")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from core.errors import UserError
+from core.settings import Settings
 
-LABELS = ("negative", "neutral", "positive")
+
 DEFAULT_BASE_MODEL = "gpt2"
 DEFAULT_DATASET = "mteb/tweet_sentiment_extraction"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -164,9 +164,7 @@ class TrainConfig:
     def from_env(cls, **overrides) -> "TrainConfig":
         """Defaults, then the app's environment variables (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID,
         THREADS)."""
-        env = {"base_model": "BASE_MODEL", "dataset": "DATASET", "runs_dir": "RUNS_DIR",
-               "hub_model_id": "HUB_MODEL_ID", "threads": "THREADS"}
-        values = {k: os.environ[v] for k, v in env.items() if os.environ.get(v)}
+        values = Settings.from_env().train_overrides()
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
 

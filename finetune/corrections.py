@@ -24,11 +24,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .config import LABELS
-from .data import fold, label_id
-from .errors import UserError
+from core import settings
+from core.errors import UserError
+from core.labels import LABELS, label_id
+from core.runs import list_runs
+from core.settings import Settings
+
+from .data import fold
 from .hub import PushResult, client, explain_failure, scrub
-from .runs import list_runs
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +177,13 @@ def card_section(result: dict, learned: int) -> str:
 
 # --- the Hub copy ---------------------------------------------------------------------------------
 def _repo(repo_id: str | None) -> str:
-    return repo_id if repo_id is not None else os.environ.get(HUB_DATASET_ENV, "")
+    return repo_id if repo_id is not None else Settings.from_env().hub_dataset_id
 
 
 def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bool = True) -> PushResult:
     """Upload the corrections file to the Hub dataset `repo_id` (default: $HUB_DATASET_ID), private by
     default (it holds people's tweets). Never raises: the result says pushed, skipped or failed."""
-    repo_id, token = _repo(repo_id), os.environ.get("HF_TOKEN")
+    repo_id, token = _repo(repo_id), settings.token()
     body = _read(runs_dir)
     if not repo_id:
         return PushResult("skipped", message=f"no Hub dataset set ({HUB_DATASET_ENV})")
@@ -203,7 +206,7 @@ def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bo
 def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResult:
     """At start-up: fetch the corrections file from the Hub dataset when the local one is missing (a
     fresh Space). Never raises and never overwrites a local file."""
-    repo_id, token = _repo(repo_id), os.environ.get("HF_TOKEN")
+    repo_id, token = _repo(repo_id), settings.token()
     local = path(runs_dir)
     if not repo_id:
         return PushResult("skipped", message=f"no Hub dataset set ({HUB_DATASET_ENV})")

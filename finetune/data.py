@@ -11,8 +11,10 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .config import LABELS, TrainConfig
-from .errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
+from .config import TrainConfig
+
+from core.labels import LABELS, label_id
+from core.errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEST_SHARE_OF_SINGLE_FILE = 0.2
@@ -21,21 +23,6 @@ TEST_SHARE_OF_SINGLE_FILE = 0.2
 def fold(text: str) -> str:
     """The form in which two texts count as the same: lower-cased, whitespace folded."""
     return " ".join(text.lower().split())
-
-
-def label_id(value) -> int | None:
-    """0/1/2 or negative/neutral/positive (any case) → 0/1/2; anything else → None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)) and float(value).is_integer() and 0 <= int(value) < len(LABELS):
-        return int(value)
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in LABELS:
-            return LABELS.index(v)
-        if v.isdigit() and int(v) < len(LABELS):
-            return int(v)
-    return None
 
 
 # --- loading --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from .config import LABELS
+from core.labels import LABELS
 
 CHANCE_LOSS = math.log(len(LABELS))  # cross-entropy of a uniform guess over the labels: 1.0986
 HIGH = 0.85                          # "high" loss: at least this share of CHANCE_LOSS

@@ -5,12 +5,12 @@ that might carry it are scrubbed. Tests replace the Hub client (`api=`) at this 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import scrub
-from .runs import Run, write_json
+from core import settings
+from core.errors import scrub
+from core.runs import Run, write_json
 
 PUSHED_FILES = ["*.safetensors", "*.json", "*.txt", "*.jinja", "README.md", "history.jsonl"]
 PUSH_RESULT = "push.json"
@@ -32,14 +32,14 @@ def client(api=None, token: str | None = None):
     if api is not None:
         return api
     from huggingface_hub import HfApi
-    return HfApi(token=token or os.environ.get("HF_TOKEN"))
+    return HfApi(token=token or settings.token())
 
 
 def explain_failure(exc: Exception, repo_id: str) -> str:
     """A failed push in one line: what went wrong and what to do (the run is kept either way)."""
     import httpx2
 
-    from .errors import first_line, is_offline_error
+    from core.errors import first_line, is_offline_error
 
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
@@ -62,7 +62,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None)
     A failed push leaves the local run as it was; call again once the cause is gone.
     """
     run = Run(Path(run_dir))
-    token = os.environ.get("HF_TOKEN")
+    token = settings.token()
     if not repo_id:
         result = PushResult("skipped", message="no Hub repo set (HUB_MODEL_ID / --push-to-hub)")
     elif api is None and not token:

@@ -14,16 +14,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
 from . import data, hub, train
 from .config import TrainConfig
-from .errors import UserError, check_on_hub, first_line, looks_like_path
-from .model import check_source
-from .runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, read_json
+from core.errors import UserError, check_on_hub, first_line, looks_like_path
+from core.model import check_source
+from core.runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, read_json
 
 log = logging.getLogger(__name__)
+
+
+class JobState(StrEnum):
+    """What the app's one training job is doing (status()["state"])."""
+    IDLE = "idle"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
 
 class TrainingJob:
     """Runs `finetune.train.run` in a daemon thread; one job at a time, never queued."""
@@ -37,7 +48,7 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._cfg: TrainConfig | None = None
-        self._state, self._message = "idle", ""
+        self._state, self._message = JobState.IDLE, ""
         self._run_id = ""
         self._progress: dict = {}
         self._pushing: dict | None = None   # the push in progress, until push.json has its result
@@ -56,7 +67,7 @@ class TrainingJob:
             except UserError as exc:
                 return False, f"not started: {exc}"
             self._cfg, self._stop = cfg, threading.Event()
-            self._state, self._message, self._run_id = "running", "starting: loading the model and data", ""
+            self._state, self._message, self._run_id = JobState.RUNNING, "starting: loading the model and data", ""
             self._progress, self._events = {}, []
             self._note("started", f"training {cfg.base_model} on {cfg.dataset}")
             self._thread = threading.Thread(target=self._work, args=(cfg, self._stop), name="training-job",
@@ -66,7 +77,7 @@ class TrainingJob:
 
     def stop(self) -> tuple[bool, str]:
         with self._lock:
-            if self._state != "running":
+            if self._state != JobState.RUNNING:
                 return False, "no training is running"
             self._stop.set()
             self._message = "stopping at the next step"
@@ -78,7 +89,7 @@ class TrainingJob:
         with self._lock:
             if self.busy:
                 return False, f"a job is running ({self._describe()}): push when it has finished"
-            run = self._run(run_id) if run_id else (self._run() if self._state == "done" else None)
+            run = self._run(run_id) if run_id else (self._run() if self._state == JobState.DONE else None)
             run = run or next((r for r in list_runs(self.runs_dir) if r.is_complete), None)
             if run is None or not run.is_complete:
                 return False, "no finished run to push: train one first"
@@ -101,7 +112,7 @@ class TrainingJob:
         epoch, eta_s, message; once a run has ended its metrics, data report and push result. With no
         job since start-up: idle, with the newest run's results."""
         run = self._run() if self._run_id else None
-        status = self._idle_status() if run is None and self._state == "idle" else self._job_status(run)
+        status = self._idle_status() if run is None and self._state == JobState.IDLE else self._job_status(run)
         if self._pushing:
             status["push"] = self._pushing
         return status
@@ -116,21 +127,21 @@ class TrainingJob:
         """The run the job works (or last worked) on; with no job since start-up, the newest one."""
         if self._run_id:
             return self._run()
-        return self._newest() if self._state == "idle" else None  # a job starting: no folder yet
+        return self._newest() if self._state == JobState.IDLE else None  # a job starting: no folder yet
 
     # --- the thread ---------------------------------------------------------------------------------
     def _work(self, cfg: TrainConfig, stop: threading.Event) -> None:
         try:
             result = train.run(cfg, on_event=self._on_event, stop=stop)
         except UserError as exc:
-            self._finish("failed", f"failed: {exc}")
+            self._finish(JobState.FAILED, f"failed: {exc}")
             return
         except Exception as exc:  # a bug or a resource problem: keep the app up, say what happened
             log.exception("training failed")
-            self._finish("failed", f"failed: {type(exc).__name__}: {first_line(exc)}")
+            self._finish(JobState.FAILED, f"failed: {type(exc).__name__}: {first_line(exc)}")
             return
         self._run_id = result.run_id or self._run_id
-        if result.state != "done":
+        if result.state != JobState.DONE:
             self._finish(result.state, f"{result.state}: {result.message}")
             return
         if self.on_done is not None:
@@ -140,7 +151,7 @@ class TrainingJob:
                 log.exception("on_done failed")
                 self._note("warning", f"the new run could not be served: {first_line(exc)}")
         test = result.metrics.get("test", {})
-        self._finish("done", f"done: run {result.run_id}, test accuracy {test.get('accuracy', 0):.3f}, "
+        self._finish(JobState.DONE, f"done: run {result.run_id}, test accuracy {test.get('accuracy', 0):.3f}, "
                              f"macro-F1 {test.get('f1_macro', 0):.3f}")
         if cfg.hub_model_id:
             self._push(Run(result.run_dir), cfg.hub_model_id, cfg.hub_private)
@@ -199,13 +210,13 @@ class TrainingJob:
                   "base_model": self._cfg.base_model if self._cfg else None,
                   "hub_model_id": self._cfg.hub_model_id if self._cfg else "",
                   "started": folder.get("started")}
-        if run and self._state in ("done", "stopped", "failed"):
+        if run and self._state in (JobState.DONE, JobState.STOPPED, JobState.FAILED):
             status.update(_results(run))
         return status
 
     def _idle_status(self) -> dict:
         run = self._newest()
-        status = {"state": "idle", "run_id": None, "step": None, "total_steps": None, "epoch": None,
+        status = {"state": JobState.IDLE.value, "run_id": None, "step": None, "total_steps": None, "epoch": None,
                   "eta_s": None, "message": "no training since the app started"}
         if run is not None:
             status["last_run"] = {"run_id": run.id, "state": run.state, "message": run.status.get("message", "")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .config import LABELS
+from core.labels import LABELS
 
 
 def classification_metrics(labels, predictions) -> dict:

@@ -24,7 +24,7 @@ from typing import Callable
 
 
 from .config import ConfigError, TrainConfig
-from .errors import UserError
+from core.errors import UserError
 
 DEFAULT_GRID = "learning_rate=2e-5,5e-5,1e-4 epochs=1,2 batch_size=8,16"
 SEARCHABLE = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "early_stopping_patience",
@@ -94,7 +94,7 @@ def run(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], None
     from datasets import DatasetDict
 
     from . import corrections, data
-    from .model import load_tokenizer, set_threads
+    from core.model import load_tokenizer, set_threads
     from .train import Progress, build_trainer, load_model
 
     configs = trial_configs(cfg.validate(), grid)
@@ -136,7 +136,7 @@ def run(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], None
 
 
 def save(result: SweepResult, runs_dir: str | Path) -> Path:
-    from .runs import write_json
+    from core.runs import write_json
 
     path = Path(runs_dir) / "_sweeps" / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,12 @@ from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Printe
 
 from . import baseline, corrections, data, diagnosis, forgetting
 from .card import model_card
-from .config import LABELS, TrainConfig
-from .errors import UserError, first_line
+from .config import TrainConfig
+from core.labels import LABELS
+from core.errors import UserError, first_line
 from .metrics import classification_metrics, trainer_metrics
-from .model import load_classifier, load_tokenizer, resolve_precision, set_threads
-from .runs import PARTIAL, Run, RunWriter, check_writable
+from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
+from core.runs import PARTIAL, TRAIN_CONFIG, Run, RunWriter, check_writable
 
 # peft asks a transformers 5 model a deprecated question on every LoRA run; users can do nothing about it
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -218,7 +219,7 @@ def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Even
 
     try:
         if writer:
-            cfg.save(writer.path / "train_config.json")
+            cfg.save(writer.path / TRAIN_CONFIG)
             writer.write_json("data_report.json", report.to_dict())
             emit({"event": "data", "message": report.summary(), "sizes": report.sizes})
 

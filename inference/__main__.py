@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from core.settings import Settings, quiet_libraries
 
 
 def parse_args(argv=None):
@@ -15,7 +16,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="*", help="tweets to classify")
     p.add_argument("--model", help="run folder or Hub repo id (default: the latest complete run in --runs-dir)")
-    p.add_argument("--runs-dir", default=os.environ.get("RUNS_DIR", "runs"), help="where runs are (default: %(default)s)")
+    p.add_argument("--runs-dir", default=Settings.from_env().runs_dir or "runs", help="where runs are (default: %(default)s)")
     p.add_argument("--file", help="a text file with one tweet per line ('-' = standard input)")
     p.add_argument("--json", action="store_true", help="print one JSON object per tweet")
     p.add_argument("--explain", action="store_true",
@@ -27,12 +28,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    quiet_libraries()
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
 
-    from finetune.errors import UserError
-    from finetune.runs import latest
+    from core.errors import UserError
+    from core.runs import latest
     from .classifier import Classifier
 
     texts = [t for t in args.texts if t.strip()]

@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from finetune.config import LABELS
-from finetune.errors import UserError
-from finetune.model import (can_pack, check_source, load_classifier, load_tokenizer, set_threads,
+from core.labels import LABELS
+from core.errors import UserError
+from core.fewshot import FewShotClassifier
+from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, load_classifier, load_tokenizer, predict_proba,
+                        set_threads,
                             shared_start_logits)
-from finetune.runs import Run
+from core.runs import TRAIN_CONFIG, Run, read_dict
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
-CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is never tokenised
 PRECISIONS = ("fp32", "bf16", "int8")  # int8 / bf16: faster on some CPUs, but see README "Speed"
 
 
@@ -129,27 +130,16 @@ class Classifier(SentimentModel):
         model = load_classifier(source, tokenizer, revision=revision, dtype=dtype)
         if precision == "int8":
             quantize_int8(model)
-        clf = cls(model, tokenizer, name, source)
+        clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))
         clf.precision = precision
         return clf
 
-    @torch.inference_mode()
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        cap = self.max_length * CHARS_PER_TOKEN_CAP
-        texts = [t[:cap] for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
-        probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
-                                   padding=True, return_tensors="pt")
-            logits = self.model(**batch.to(self.model.device)).logits.float()  # device: CPU unless moved
-            probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
-        return probs
+        return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
     def predict_proba_variants(self, text: str, variants: list[str]) -> np.ndarray:
         """The text and its variants packed into causal forwards that compute their shared start once
-        (`finetune.model.shared_start_logits`): the same probabilities as `predict_proba`, but a tweet
+        (`core.model.shared_start_logits`): the same probabilities as `predict_proba`, but a tweet
         with one word left out costs only the tokens after that word, about half the work for occlusion."""
         head = getattr(self.model, "score", None)  # decoder classifiers (gpt2, llama, …) read the last token
         if not (self.pack_variants and head is not None and can_pack(self.model)):
@@ -197,8 +187,6 @@ class FewShot(SentimentModel):
     kind = "few-shot"
 
     def __init__(self, base_model: str, examples: list[tuple[str, int]]):
-        from finetune.baseline import FewShotClassifier
-
         super().__init__()
         self.clf = FewShotClassifier.load(base_model, examples)
         self.name = f"{base_model} (base model, {len(examples)}-shot)"
@@ -206,6 +194,13 @@ class FewShot(SentimentModel):
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.clf.predict_proba(texts)
+
+
+def _trained_max_length(path: Path) -> int:
+    """The max length the run was trained with (its train_config.json), so that serving truncates
+    tweets where training did; MAX_LENGTH for a checkpoint that does not say."""
+    value = read_dict(path / TRAIN_CONFIG).get("max_length")
+    return value if isinstance(value, int) and value > 0 else MAX_LENGTH
 
 
 def _hub_revision(repo_id: str) -> str | None:

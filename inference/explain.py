@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from finetune.config import LABELS
+from core.labels import LABELS
 
 from .classifier import SentimentModel, check_text
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from finetune import data
-from finetune.config import LABELS, TrainConfig
-from finetune.errors import UserError
-from finetune.runs import Run
+from finetune.config import TrainConfig
+from core.labels import LABELS
+from core.errors import UserError
+from core.runs import Run
 
 from .classifier import Classifier
 from .explain import SPAN_THRESHOLD, jaccard, occlude

@@ -8,12 +8,12 @@ one in flight.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
-from finetune.errors import UserError, check_on_hub
-from finetune.runs import list_runs, serving
+from core.errors import UserError, check_on_hub
+from core.runs import list_runs, serving
+from core.settings import Settings
 
 from .classifier import Classifier, FewShot, SentimentModel
 
@@ -69,7 +69,7 @@ class ModelServer:
                  precision: str = ""):
         self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
         # fp32 unless SERVING_PRECISION says bf16 or int8 (README "Speed": faster, but labels can change)
-        self.precision = precision or os.environ.get("SERVING_PRECISION", "").strip() or "fp32"
+        self.precision = precision or Settings.from_env().serving_precision or "fp32"
         self._model: SentimentModel | None = None
         self._error = ""
         self._swap_lock = threading.Lock()

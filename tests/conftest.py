@@ -16,6 +16,12 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.pop("HF_TOKEN", None)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def no_amx(monkeypatch):
+    """One answer on every CPU: no AMX, so precision "auto" is fp32, unless a test patches it to True."""
+    monkeypatch.setattr("core.model.cpu_has_amx", lambda: False)
 SHARED = ROOT.parent / "shared"
 
 POSITIVE = ["love", "great", "happy", "awesome", "wonderful", "best", "amazing", "thanks", "fun", "glad"]

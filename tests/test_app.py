@@ -16,8 +16,9 @@ import pytest
 from gradio_client import Client, handle_file
 
 import app as app_module
-from finetune.config import LABELS, TrainConfig
-from finetune.errors import UserError
+from finetune.config import TrainConfig
+from core.labels import LABELS
+from core.errors import UserError
 
 
 @contextlib.contextmanager
@@ -211,7 +212,7 @@ def test_views_of_a_finished_run(trained_run, runs_dir):
 
 
 def test_tweet_checks():
-    from finetune.errors import UserError
+    from core.errors import UserError
 
     assert app_module.check_tweet("fine") == "fine"
     for text, words in [("\ud83d half an emoji", "not valid Unicode"), ("y" * 2_001, "limit is 2,000"),

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.baseline import FewShotClassifier, build_prefix, evaluate, pick_examples
-from finetune.model import can_pack, load_causal_lm, load_tokenizer
+from core.fewshot import FewShotClassifier, build_prefix, pick_examples
+from finetune.baseline import evaluate
+from core.model import can_pack, load_causal_lm, load_tokenizer
 
 ROWS = [(f"tweet {i}", i % 3) for i in range(30)]
 
@@ -17,7 +18,7 @@ def test_examples_are_balanced_and_reproducible():
 
 @pytest.mark.parametrize("one_per_pack", [False, True])
 def test_few_shot_scores_the_label_words_after_the_prompt(tiny_model, one_per_pack, monkeypatch):
-    from finetune import model as model_module
+    from core import model as model_module
 
     tok = load_tokenizer(str(tiny_model))
     model = load_causal_lm(str(tiny_model))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from finetune.runs import latest
+from core.runs import latest
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 

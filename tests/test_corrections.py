@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from finetune import corrections, data
-from finetune.errors import UserError
+from core.errors import UserError
 
 
 def _add_many(runs_dir, who: str, n: int) -> None:

@@ -4,8 +4,9 @@ import pytest
 
 from conftest import write_jsonl
 from finetune.config import TrainConfig
-from finetune.data import fold, label_id, load_splits, prepare, tokenize
-from finetune.errors import UserError
+from finetune.data import fold, load_splits, prepare, tokenize
+from core.labels import label_id
+from core.errors import UserError
 
 
 def row(text, label, i=[0]):
@@ -110,7 +111,7 @@ def test_hub_id_offline_gives_one_line_hint():
 
 
 def test_tokenize_pads_nothing_and_truncates(tiny_dataset, tiny_model):
-    from finetune.model import load_tokenizer
+    from core.model import load_tokenizer
 
     splits, _ = prepare(TrainConfig(dataset=str(tiny_dataset), train_size=30, test_size=10))
     tok = tokenize(splits, load_tokenizer(str(tiny_model)), max_length=8)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from finetune.config import LABELS
+from core.labels import LABELS
 from inference.classifier import Classifier
 from inference.explain import best_span, explain, explain_many, jaccard
 
@@ -142,7 +142,7 @@ VARIANT_TEXTS = ["i hate this awful work", "  so   happy  today!! ", "awesome", 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_packed_variants_give_the_same_probabilities_as_padded_rows(clf, arch, monkeypatch):
-    from finetune import model as model_module
+    from core import model as model_module
     from inference.explain import _WORD, _without
 
     model = clf if arch == "gpt2" else _tiny_llama(clf.tokenizer)

@@ -7,7 +7,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer
 
 from finetune import data, train
-from finetune.model import cpu_has_amx, granted_cores, load_classifier, load_tokenizer, resolve_precision
+from core.model import cpu_has_amx, granted_cores, load_classifier, load_tokenizer, resolve_precision
 from inference import ModelServer
 from inference.classifier import Classifier, conv1d_to_linear
 
@@ -58,21 +58,21 @@ def test_serving_precision_is_fp32_unless_asked(trained_run, runs_dir, monkeypat
 
 
 def test_amx_detection_reads_cpu_flags(monkeypatch):
-    monkeypatch.setattr("finetune.model.Path.read_text", lambda self, *a, **k: "flags\t: avx512f avx512_bf16")
+    monkeypatch.setattr("core.model.Path.read_text", lambda self, *a, **k: "flags\t: avx512f avx512_bf16")
     assert cpu_has_amx() is False  # AVX-512-BF16 alone: bf16 runs slower than fp32, so no bf16
-    monkeypatch.setattr("finetune.model.Path.read_text", lambda self, *a, **k: "flags\t: amx_bf16 amx_tile")
+    monkeypatch.setattr("core.model.Path.read_text", lambda self, *a, **k: "flags\t: amx_bf16 amx_tile")
     assert cpu_has_amx() is True
 
     def unreadable(self, *a, **k):
         raise OSError("no /proc here")
-    monkeypatch.setattr("finetune.model.Path.read_text", unreadable)
+    monkeypatch.setattr("core.model.Path.read_text", unreadable)
     assert cpu_has_amx() is False
 
 
 def test_precision_on_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr("finetune.model.cpu_has_amx", lambda: True)
+    monkeypatch.setattr("core.model.cpu_has_amx", lambda: True)
     # measured on an H200: fp32 beats bf16 autocast on tweet-sized batches, so auto picks fp32 on CUDA
     assert resolve_precision("auto") == "fp32"
     assert resolve_precision("bf16") == "bf16" and resolve_precision("fp16") == "fp16"
@@ -135,13 +135,16 @@ def test_frozen_embeddings_stay_unchanged(tiny_config, tiny_model):
     assert not torch.equal(trained[block], base.transformer.h[0].mlp.c_fc.weight.detach())  # the rest trained
 
 
-def test_bench_training_counts_tweets_tokens_and_memory(tiny_model, tiny_dataset):
+@pytest.mark.parametrize("amx, precision", [(False, "fp32"), (True, "bf16")])
+def test_bench_training_counts_tweets_tokens_and_memory(tiny_model, tiny_dataset, monkeypatch, amx, precision):
     from bench.training import flops_per_token, measure
+
+    monkeypatch.setattr("core.model.cpu_has_amx", lambda: amx)  # auto's answer on either kind of CPU
 
     ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", steps=2, warmup=1,
                    overrides={"batch_size": 8, "max_length": 32})
     recipe = measure("recipe", str(tiny_model), str(tiny_dataset), "cpu", steps=1, warmup=1)
-    assert ours["tweets"] == 16 and recipe["tweets"] == 1 and ours["precision"] == "fp32"
+    assert ours["tweets"] == 16 and recipe["tweets"] == 1 and ours["precision"] == precision
     assert 0 <= ours["padding_share"] < recipe["padding_share"] < 1  # the recipe pads to the model's limit
     assert ours["tweets_per_s"] > 0 and ours["peak_rss_mb"] > 100 and ours["optimizer"] == "adamw_torch_fused"
     model = load_classifier(str(tiny_model), load_tokenizer(str(tiny_model)))

@@ -19,9 +19,10 @@ import httpx2
 import pytest
 from huggingface_hub.utils import hf_raise_for_status
 
-from finetune import hub, runs, train
-from finetune.errors import UserError
-from finetune.model import check_source
+from core import runs
+from finetune import hub, train
+from core.errors import UserError
+from core.model import check_source
 from inference.classifier import Classifier
 from inference.serving import ModelServer
 
@@ -178,7 +179,7 @@ def test_corrupt_and_foreign_folders_are_skipped_with_a_warning(previous, runs_d
         for file, text in files.items():
             (runs_dir / name / file).write_text(text)
     (runs_dir / "stray-file.txt").write_text("x")
-    with caplog.at_level(logging.WARNING, logger="finetune.runs"):
+    with caplog.at_level(logging.WARNING, logger="core.runs"):
         listed = runs.list_runs(runs_dir)
         assert [r.path for r in listed] == [previous.path]
         assert runs.latest(runs_dir).path == previous.path

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from finetune import forgetting
-from finetune.model import load_causal_lm, load_classifier, load_tokenizer
+from core.model import load_causal_lm, load_classifier, load_tokenizer
 
 
 @pytest.fixture(scope="module")

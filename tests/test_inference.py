@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import make_tweets
-from finetune.errors import UserError
-from finetune.runs import RunWriter
+from core.errors import UserError
+from core.runs import RunWriter
 from inference import Classifier, InputError, ModelServer, NoModel
 
 

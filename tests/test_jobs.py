@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from finetune import runs
+from core import runs
 from finetune.jobs import TrainingJob
 
 
@@ -143,7 +143,6 @@ def test_push_without_token_is_skipped_and_a_failed_push_can_be_retried(runs_dir
 
 def test_hub_ids_are_checked_before_the_thread(monkeypatch, tiny_config, runs_dir):
     import httpx2
-    import huggingface_hub
     from huggingface_hub import constants
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -158,10 +157,10 @@ def test_hub_ids_are_checked_before_the_thread(monkeypatch, tiny_config, runs_di
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(runs_dir / "empty-cache"))
     job = TrainingJob(runs_dir)
-    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    monkeypatch.setattr("core.errors.model_info", unreachable)
     accepted, message = job.start(tiny_config(base_model="gpt2"))
     assert not accepted and "Hub cannot be reached" in message and "local folder" in message
-    monkeypatch.setattr(huggingface_hub, "dataset_info", missing)
+    monkeypatch.setattr("core.errors.dataset_info", missing)
     accepted, message = job.start(tiny_config(dataset="someone/no-such-data"))
     assert not accepted and "neither a local path nor a repo on the Hub" in message
     assert not job.busy

@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 from finetune import data, train
 from finetune.__main__ import parse_args
 from finetune.config import ConfigError, TrainConfig, from_args
-from finetune.errors import UserError
-from finetune.model import load_causal_lm, load_tokenizer
+from core.errors import UserError
+from core.model import load_causal_lm, load_tokenizer
 from inference.classifier import Classifier
 
 

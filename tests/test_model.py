@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from finetune.config import LABELS
-from finetune.errors import UserError
-from finetune.model import check_source, granted_cores, load_classifier, load_tokenizer, resolve_precision, set_threads
+from core.labels import LABELS
+from core.errors import UserError
+from core.model import check_source, granted_cores, load_classifier, load_tokenizer, resolve_precision, set_threads
 
 
 def test_pad_token_fix_batch_equals_one_by_one(tiny_model):
@@ -46,7 +46,7 @@ def test_threads_follow_granted_cores(monkeypatch):
 
 def test_precision_auto_falls_back_without_fast_hardware(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("finetune.model.cpu_has_amx", lambda: False)
+    monkeypatch.setattr("core.model.cpu_has_amx", lambda: False)
     assert resolve_precision("auto") == "fp32" and resolve_precision("fp16") == "fp32"
-    monkeypatch.setattr("finetune.model.cpu_has_amx", lambda: True)
+    monkeypatch.setattr("core.model.cpu_has_amx", lambda: True)
     assert resolve_precision("auto") == "bf16" and resolve_precision("fp32") == "fp32"

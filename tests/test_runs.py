@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from finetune.errors import UserError
-from finetune.runs import Run, RunWriter, check_writable, latest, list_runs, mark_interrupted, pin, serving
+from core.errors import UserError
+from core.runs import Run, RunWriter, check_writable, latest, list_runs, mark_interrupted, pin, serving
 
 
 def fake_complete(runs_dir, run_id):

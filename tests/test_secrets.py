@@ -12,7 +12,7 @@ import pytest
 
 from finetune import __main__ as cli
 from finetune import data, hub, train
-from finetune.errors import UserError
+from core.errors import UserError
 
 TOKEN = "hf_" + "CANARYtoken" + "0123456789abcdefGHIJ"  # fake; built so no scanner takes it for real
 SECRET = "CANARYtoken0123456789"  # the part that must not show in any form
@@ -102,7 +102,7 @@ def test_a_failure_mid_run_quoting_the_token_is_scrubbed_in_the_run_folder(token
 
 
 def test_scrub_hides_the_token_and_anything_shaped_like_one(token):
-    from finetune.errors import first_line, scrub
+    from core.errors import first_line, scrub
 
     assert scrub(f"a {token} b") == "a *** b"
     assert scrub("x hf_abcdefghijklmnop y", token=None) == "x hf_*** y"

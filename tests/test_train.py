@@ -4,8 +4,8 @@ import threading
 import pytest
 
 from finetune import train
-from finetune.errors import UserError
-from finetune.runs import Run, latest, list_runs
+from core.errors import UserError
+from core.runs import Run, latest, list_runs
 
 
 def test_run_folder_is_complete(trained_run):

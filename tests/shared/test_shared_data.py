@@ -4,7 +4,7 @@ import sys
 
 from finetune.config import TrainConfig
 from finetune.data import prepare
-from finetune.runs import latest
+from core.runs import latest
 
 from .conftest import offline_model
 

@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 
 from .errors import scrub
@@ -31,7 +32,18 @@ log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"
 SERVING_FILE = "serving.json"
-STATES = ("running", "done", "stopped", "failed", "interrupted")
+TRAIN_CONFIG = "train_config.json"   # the TrainConfig a run was trained with; serving reads max_length
+
+
+class RunState(StrEnum):
+    """A run folder's status.json "state"."""
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 MIN_FREE_BYTES = 2 * 1024**3  # a gpt2 checkpoint, a best-epoch copy and the optimizer's headroom
 
 
@@ -79,7 +91,7 @@ class Run:
 
     @property
     def is_complete(self) -> bool:
-        return (not self.path.name.endswith(PARTIAL) and self.state == "done"
+        return (not self.path.name.endswith(PARTIAL) and self.state == RunState.DONE
                 and (self.path / "config.json").exists() and any(self.path.glob("*.safetensors")))
 
     @property
@@ -88,7 +100,7 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return read_dict(self.path / "train_config.json")
+        return read_dict(self.path / TRAIN_CONFIG)
 
     @property
     def data_report(self) -> dict:
@@ -123,7 +135,7 @@ class RunWriter:
         self.path = self.runs_dir / f"{self.id}{PARTIAL}"
         self.path.mkdir(parents=True, exist_ok=False)
         self._lock = threading.Lock()
-        self.set_status("running", pid=os.getpid(), started=_now())
+        self.set_status(RunState.RUNNING, pid=os.getpid(), started=_now())
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -139,7 +151,7 @@ class RunWriter:
             f.flush()
 
     def set_status(self, state: str, **extra) -> None:
-        assert state in STATES, state
+        state = RunState(state)
         with self._lock:
             status = read_dict(self.path / "status.json")
             status.update({k: scrub(v) if isinstance(v, str) else v for k, v in extra.items()},
@@ -149,7 +161,7 @@ class RunWriter:
     def finish(self, **extra) -> Path:
         """Mark done and rename `<id>.partial` → `<id>`: from now on `latest()` may pick it."""
         shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
-        self.set_status("done", finished=_now(), **extra)
+        self.set_status(RunState.DONE, finished=_now(), **extra)
         final = self.runs_dir / self.id
         os.replace(self.path, final)
         self.path = final
@@ -179,7 +191,7 @@ def list_runs(runs_dir: str | Path) -> list[Run]:
         if not run.status.get("state"):
             log.warning("skipping %s: not a run folder (no readable status.json)", path)
             continue
-        if run.state == "done" and not run.is_complete:
+        if run.state == RunState.DONE and not run.is_complete:
             log.warning("skipping %s: marked done but its checkpoint is missing or incomplete", path)
             continue
         runs.append(run)
@@ -219,9 +231,9 @@ def mark_interrupted(runs_dir: str | Path) -> list[Run]:
     marked = []
     for run in list_runs(runs_dir):
         status = run.status
-        if status.get("state") == "running" and not _alive(status.get("pid")):
+        if status.get("state") == RunState.RUNNING and not _alive(status.get("pid")):
             shutil.rmtree(run.path / "_checkpoints", ignore_errors=True)
-            write_json(run.path / "status.json", {**status, "state": "interrupted", "updated": _now(),
+            write_json(run.path / "status.json", {**status, "state": RunState.INTERRUPTED.value, "updated": _now(),
                                                   "message": "the process ended before the run finished"})
             marked.append(run)
     return marked

@@ -2,6 +2,16 @@
 it without a traceback and the app shows it as it is."""
 
 
+import re
+from pathlib import Path
+
+from huggingface_hub import constants, dataset_info, model_info
+from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
+
+from . import settings
+
+
 class UserError(Exception):
     """Bad input or an unreachable resource: the message says what to change."""
 
@@ -28,10 +38,7 @@ def is_offline_error(exc: BaseException) -> bool:
 
 def scrub(text: str, token: str | None = None) -> str:
     """Remove the token (HF_TOKEN, and anything shaped like a Hub token) from a message before anyone sees it."""
-    import os
-    import re
-
-    token = token or os.environ.get("HF_TOKEN")
+    token = token or settings.token()
     if token:
         text = text.replace(token, "***")
     return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
@@ -47,12 +54,6 @@ def check_on_hub(kind: str, repo_id: str) -> None:
     """For a `kind` ("model" or "dataset") that is not a local path (those pass): a malformed Hub id, one that does not
     exist, or an unreachable Hub raise a UserError at once (loading would retry for a minute first).
     Cached repos, offline mode and other answers (gated, server errors) are left to the loading."""
-    from pathlib import Path
-
-    from huggingface_hub import constants, dataset_info, model_info
-    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
-    from huggingface_hub.utils import validate_repo_id
-
     if Path(repo_id).expanduser().exists():
         return  # a local path: nothing to ask the Hub
     try:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .config import LABELS
+from .labels import LABELS
+from .settings import Settings
 from .errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
 
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
@@ -77,6 +78,28 @@ def load_causal_lm(name: str, revision: str | None = None, dtype=torch.float32):
     check_source(name)
     with _loading("model", name):
         return AutoModelForCausalLM.from_pretrained(name, revision=revision, use_safetensors=True, dtype=dtype)
+
+
+CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is never tokenised
+
+
+@torch.inference_mode()
+def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32):
+    """(n, 3) label probabilities of a sequence classifier: tweets sorted by length so that similar
+    lengths share a batch, each batch padded to its longest, truncated to `max_length` tokens."""
+    import numpy as np
+
+    cap = max_length * CHARS_PER_TOKEN_CAP
+    texts = [t[:cap] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt")
+        logits = model(**batch.to(model.device)).logits.float()  # device: CPU unless moved
+        probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+    return probs
 
 
 PACK_TOKENS = 1024  # tokens per packed forward (shared_start_logits); the mask is this squared
@@ -147,7 +170,7 @@ def _shared_start(a: list[int], b: list[int]) -> int:
 
 def granted_cores() -> int:
     """The cores this process may use: CPU_CORES (set on Spaces), else the affinity mask."""
-    value = os.environ.get("CPU_CORES", "").strip()
+    value = Settings.from_env().cpu_cores
     if value:
         try:
             return max(1, int(float(value)))
