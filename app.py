@@ -28,6 +28,7 @@ from fastapi import FastAPI
 
 from finetune import corrections
 from finetune.config import TrainConfig, parse_size
+from finetune.events import data_report_text, event_text
 from core.labels import LABELS
 from core.settings import Settings
 from core.errors import UserError, first_line
@@ -251,15 +252,7 @@ def event_log(events: list[dict], last: int = 200) -> str:
     lines = []
     for e in events[-last:]:
         when = datetime.fromtimestamp(e.get("time", 0)).strftime("%H:%M:%S")
-        kind = e.get("event", "")
-        if kind == "log":
-            text = f"step {e.get('step')}/{e.get('total_steps')}  loss {e.get('loss', float('nan')):.4f}"
-        elif kind == "eval":
-            text = (f"validation @ step {e.get('step')}: loss {e.get('eval_loss', float('nan')):.4f}, "
-                    f"accuracy {e.get('eval_accuracy', 0):.3f}, macro-F1 {e.get('eval_f1_macro', 0):.3f}")
-        else:
-            text = e.get("message", "")
-        lines.append(f"{when}  {kind:<8} {text}")
+        lines.append(f"{when}  {e.get('event', ''):<8} {event_text(e)}")
     return "\n".join(reversed(lines))
 
 
@@ -279,18 +272,10 @@ def confusion(metrics: dict | None) -> pd.DataFrame:
                         columns=["true \\ predicted", *LABELS])
 
 
-def _counts(values: dict | None) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in (values or {}).items())
-
-
 def data_report_md(report: dict | None) -> str:
     if not report:
         return ""
-    return (f"**Data:** {as_text(report.get('dataset', ''))}. Rows in: {_counts(report.get('rows_in'))}. Dropped "
-            f"{report.get('dropped_empty', 0)} empty, {report.get('dropped_unknown_label', 0)} with unknown labels, "
-            f"{report.get('duplicates_removed', 0)} duplicates ({report.get('conflicting_labels', 0)} with "
-            f"conflicting labels), {report.get('train_test_overlap', 0)} train rows also in test (leakage). "
-            f"Used: {_counts(report.get('sizes'))}.")
+    return f"**Data:** {as_text(report.get('dataset', ''))}. {as_text(data_report_text(report), 2000)}"
 
 
 def push_md(push: dict | None, repo: str = "") -> str:

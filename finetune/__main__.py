@@ -12,6 +12,7 @@ from core.errors import UserError
 from core.settings import Settings, quiet_libraries
 
 from .config import add_arguments, from_args
+from .events import event_text
 from .sweep import DEFAULT_GRID
 
 
@@ -31,20 +32,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def print_event(event: dict) -> None:
-    kind = event["event"]
+    """Progress rewrites one line of standard error; every other event gets a line of its own."""
+    kind, text = event["event"], event_text(event)
     if kind == "progress":
-        step, total = event["step"], event["total_steps"]
-        eta = f", ETA {event['eta_s']:.0f}s" if event.get("eta_s") is not None else ""
-        print(f"\r  step {step}/{total} epoch {event['epoch']:.2f}{eta}   ", end="", file=sys.stderr, flush=True)
-    elif kind == "log":
-        print(f"\r  step {event['step']}/{event['total_steps']} epoch {event['epoch']:.2f} "
-              f"loss {event.get('loss', float('nan')):.4f}", file=sys.stderr, flush=True)
-    elif kind == "eval":
-        print(f"\r  eval @ step {event['step']}: loss {event.get('eval_loss', float('nan')):.4f} "
-              f"accuracy {event.get('eval_accuracy', 0):.3f} macro-F1 {event.get('eval_f1_macro', 0):.3f}",
-              file=sys.stderr, flush=True)
-    elif event.get("message"):
-        print(f"\r[{kind}] {event['message']}", file=sys.stderr, flush=True)
+        print(f"\r  {text}   ", end="", file=sys.stderr, flush=True)
+    elif kind in ("log", "eval"):
+        print(f"\r  {text}", file=sys.stderr, flush=True)
+    elif text:
+        print(f"\r[{kind}] {text}", file=sys.stderr, flush=True)
 
 
 def run_sweep(cfg, args):

@@ -1,9 +1,10 @@
 """The model card (README.md of a run and of its Hub repo), in the Hub's model-card format."""
 from __future__ import annotations
 
-from .config import TrainConfig
-
 from core.labels import LABELS
+
+from .config import TrainConfig
+from .events import data_report_text
 
 
 def _pct(x) -> str:
@@ -78,12 +79,7 @@ Validation during training:
 {curve}{extra}
 ## Data
 
-Rows in: {report.get('rows_in')}. Cleaning dropped {report.get('dropped_empty', 0)} empty texts and
-{report.get('dropped_unknown_label', 0)} rows with unknown labels; {report.get('duplicates_removed', 0)} duplicates
-(after lower-casing and folding whitespace; {report.get('conflicting_labels', 0)} of them with a different label)
-were removed, and {report.get('train_test_overlap', 0)} train rows whose text is also in the test split were left
-out of training. {report.get('corrections_added', 0)} people's corrections were added to the training rows.
-Split sizes: {report.get('sizes')}. Label counts: {report.get('label_counts')}.
+{data_report_text(report)}
 
 ## Training
 

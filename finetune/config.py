@@ -172,12 +172,17 @@ class TrainConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+def field_type(f: dataclasses.Field) -> type:
+    """A config field's Python type (annotations are strings under `from __future__ import annotations`)."""
+    return f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+
+
 def _coerce(f: dataclasses.Field, value):
     """Turn a command-line or form value into the field's type."""
     parse = f.metadata.get("parse")
     if parse:
         return parse(value)
-    kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    kind = field_type(f)
     if kind is bool:
         if isinstance(value, str):
             if value.strip().lower() in ("1", "true", "yes", "on"):

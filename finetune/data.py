@@ -6,7 +6,7 @@ the report that counts every row dropped on the way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
@@ -14,6 +14,8 @@ from datasets import Dataset, DatasetDict, load_dataset
 from .config import TrainConfig
 
 from core.labels import LABELS, label_id
+
+from .events import data_report_text
 from core.errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -87,13 +89,10 @@ class DataReport:
     examples: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"{self.rows_in} rows in; dropped {self.dropped_empty} empty, {self.dropped_unknown_label} "
-                f"with unknown labels, {self.duplicates_removed} duplicates ({self.conflicting_labels} with "
-                f"conflicting labels), {self.train_test_overlap} train rows also in test; sizes {self.sizes}")
+        return data_report_text(self.to_dict())
 
 
 def _rows(ds: Dataset, text_column: str, label_column: str) -> tuple[list, list]:

@@ -1,0 +1,37 @@
+"""How training events and the data report read as text: one wording for the app's event log, the
+command line and the model card."""
+from __future__ import annotations
+
+
+def event_text(event: dict) -> str:
+    """One event (see `finetune.train.Progress`) as a line without its time: a loss, a validation, or the
+    event's own message."""
+    kind = event.get("event", "")
+    if kind in ("log", "progress"):
+        text = f"step {event.get('step')}/{event.get('total_steps')} epoch {event.get('epoch') or 0:.2f}"
+        if "loss" in event:
+            text += f"  loss {event['loss']:.4f}"
+        if kind == "progress" and event.get("eta_s") is not None:
+            text += f", ETA {event['eta_s']:.0f}s"
+        return text
+    if kind == "eval":
+        return (f"validation @ step {event.get('step')}: loss {event.get('eval_loss', float('nan')):.4f}, "
+                f"accuracy {event.get('eval_accuracy', 0):.3f}, macro-F1 {event.get('eval_f1_macro', 0):.3f}")
+    return event.get("message", "")
+
+
+def counts(values: dict | None) -> str:
+    """{"train": 900, "test": 100} → "train 900, test 100"; nested counts go in parentheses."""
+    return ", ".join(f"{k} ({counts(v)})" if isinstance(v, dict) else f"{k} {v:,}" for k, v in (values or {}).items())
+
+
+def data_report_text(report: dict | None) -> str:
+    """The data report (data_report.json) in one paragraph of plain text."""
+    if not report:
+        return ""
+    return (f"Rows in: {counts(report.get('rows_in'))}. Dropped {report.get('dropped_empty', 0)} empty, "
+            f"{report.get('dropped_unknown_label', 0)} with unknown labels, {report.get('duplicates_removed', 0)} "
+            f"duplicates after lower-casing and folding whitespace ({report.get('conflicting_labels', 0)} with "
+            f"conflicting labels), {report.get('train_test_overlap', 0)} train rows also in test (leakage); added "
+            f"{report.get('corrections_added', 0)} people's corrections. Used: {counts(report.get('sizes'))}. "
+            f"Label counts: {counts(report.get('label_counts'))}.")
