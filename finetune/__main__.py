@@ -11,24 +11,35 @@ import threading
 from core.errors import UserError
 from core.settings import Settings, quiet_libraries
 
-from .config import add_arguments, from_args
+from transformers.utils import logging as hf_logging
+
+from . import hub, sweep, train
+from .config import ConfigParser, TrainConfig
 from .events import event_text
 from .sweep import DEFAULT_GRID
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.add_argument("--push-to-hub", dest="hub_model_id", metavar="REPO", default=None,
-                        help="same as --hub-model-id: push the finished run to this Hub repo")
-    parser.add_argument("--quiet", action="store_true", help="print only the result")
-    parser.add_argument("--sweep", nargs="?", metavar="GRID", const=DEFAULT_GRID, default=None,
-                        help="search hyperparameters on the validation split (never the test split) and print "
-                             f"a table; GRID like {DEFAULT_GRID!r} (the default)")
-    parser.add_argument("--sweep-train-best", action="store_true",
-                        help="after --sweep, train the best setting as a normal run (tested once on test)")
-    return parser.parse_args(argv)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, each option's default after its help."""
+
+
+def parser() -> ConfigParser:
+    """The config's options (from `TrainConfig`'s fields) and the command's own."""
+    p = ConfigParser(prog="python -m finetune", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--push-to-hub", dest="hub_model_id", metavar="REPO", default=argparse.SUPPRESS,
+                   help="same as --hub-model-id: push the finished run to this Hub repo")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    p.add_argument("--sweep", nargs="?", metavar="GRID", const=DEFAULT_GRID, default=None,
+                   help="search hyperparameters on the validation split (never the test split) and print "
+                        f"a table; GRID like {DEFAULT_GRID!r} (the default)")
+    p.add_argument("--sweep-train-best", action="store_true",
+                   help="after --sweep, train the best setting as a normal run (tested once on test)")
+    return p
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    """(the validated config, the command's own options); a bad value raises ConfigError."""
+    return parser().parse(argv)
 
 
 def print_event(event: dict) -> None:
@@ -42,11 +53,9 @@ def print_event(event: dict) -> None:
         print(f"\r[{kind}] {text}", file=sys.stderr, flush=True)
 
 
-def run_sweep(cfg, args):
+def run_sweep(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig | None:
     """--sweep: print the table; the best config if --sweep-train-best (then trained as usual), else None."""
-    from . import sweep
-
-    result = sweep.run(cfg, sweep.parse_grid(args.sweep), on_event=None if args.quiet else print_event)
+    result = sweep.search(cfg, sweep.parse_grid(args.sweep), on_event=None if args.quiet else print_event)
     print(result.table())
     print(f"chosen on the validation split; table saved to {sweep.save(result, cfg.runs_dir)}")
     if not args.sweep_train_best:
@@ -57,21 +66,17 @@ def run_sweep(cfg, args):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
     quiet_libraries()
-    from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
     stop = threading.Event()
     try:
-        from . import hub, train
-
-        cfg = from_args(args).validate()
+        cfg, args = parse_args(argv)
         if args.sweep or args.sweep_train_best:
             args.sweep = args.sweep or DEFAULT_GRID
             cfg = run_sweep(cfg, args)
             if cfg is None:
                 return 0
-        result = train.run(cfg, on_event=None if args.quiet else print_event, stop=stop)
+        result = train.fine_tune(cfg, on_event=None if args.quiet else print_event, stop=stop)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,6 +88,11 @@ def main(argv=None) -> int:
         return 1
     if not Settings.from_env().is_main_process:
         return 0
+    return report(cfg, result)
+
+
+def report(cfg: TrainConfig, result: train.RunResult) -> int:
+    """Print before/after, then push when a Hub repo is set; the exit code (3: the push failed)."""
     test, base = result.metrics["test"], result.metrics.get("baseline", {})
     print(f"run folder: {result.run_dir}")
     if base:

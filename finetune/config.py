@@ -1,16 +1,21 @@
 """The one place for every knob of a fine-tuning run.
 
 `TrainConfig` is what the command line, the app and the tests all build; its defaults are the
-one-click retrain. Each field carries its help text (shown by `python -m finetune --help`), and
+one-click retrain. Each field carries its help text (shown by `python -m finetune --help`, whose options
+`ConfigParser`, an `HfArgumentParser`, makes from the fields), and
 `validate()` refuses bad settings before any work starts.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+
+from transformers import HfArgumentParser
 
 from core.errors import UserError
 from core.settings import Settings
@@ -199,20 +204,42 @@ def _coerce(f: dataclasses.Field, value):
         raise ConfigError(f"{f.name}: {value!r} is not a valid {kind.__name__}") from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One `--option` per config field, with its help text and default."""
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        help_text = f"{f.metadata['help']} (default: {default!r})"
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
-                                choices=f.metadata.get("choices"), help=help_text)
+class ConfigParser(HfArgumentParser):
+    """`transformers.HfArgumentParser` over `TrainConfig`: one `--option` (and its `--under_score` twin) per
+    field with the field's help text and default, `--no-X` for the booleans that default to true. A field's
+    own `parse` (sizes: a number or 'all') is the option's type, and a bad value is a `ConfigError` (one
+    line for the user), not argparse's usage text and exit."""
+
+    def __init__(self, **kwargs):
+        super().__init__(TrainConfig, **kwargs)
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, f: dataclasses.Field):
+        parse = f.metadata.get("parse")
+        if parse:  # not an add_argument keyword: HfArgumentParser would pass it on
+            f = copy.copy(f)
+            f.metadata = MappingProxyType({k: v for k, v in f.metadata.items() if k != "parse"})
+        HfArgumentParser._parse_dataclass_field(parser, f)
+        if parse:
+            parser._actions[-1].type = _option_type(parse)
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+    def parse(self, argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+        """The validated config and the options that are not config fields."""
+        cfg, *rest = self.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+        unknown = rest.pop()
+        if unknown:
+            raise ConfigError(f"unknown option(s) {' '.join(unknown)}: see --help")
+        return cfg.validate(), rest[0] if rest else argparse.Namespace()
 
 
-def from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in names and v is not None})
+def _option_type(parse):
+    def option(text):
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    option.__name__ = parse.__name__
+    return option

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
+from core.errors import UserError
 from core.model import load_causal_lm, load_classifier, load_tokenizer
+from core.runs import Run
 
 TEXT = Path(__file__).with_name("general_english.txt")
 MAX_TOKENS = 1024   # tokens of the text that are read: enough for a stable number, cheap on CPU
@@ -79,9 +81,6 @@ def card_section(forgetting: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from core.errors import UserError
-    from core.runs import Run
-
     parser = argparse.ArgumentParser(prog="python -m finetune.forgetting", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run folder (or any fine-tuned classifier folder)")

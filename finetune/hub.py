@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx2
+from huggingface_hub import HfApi
+
 from core import settings
-from core.errors import scrub
+from core.errors import first_line, is_offline_error, scrub
 from core.runs import Run, write_json
 
 PUSHED_FILES = ["*.safetensors", "*.json", "*.txt", "*.jinja", "README.md", "history.jsonl"]
@@ -31,16 +34,11 @@ def client(api=None, token: str | None = None):
     """`api` when given (tests pass a fake), else huggingface_hub's HfApi with `token` (HF_TOKEN)."""
     if api is not None:
         return api
-    from huggingface_hub import HfApi
     return HfApi(token=token or settings.token())
 
 
 def explain_failure(exc: Exception, repo_id: str) -> str:
     """A failed push in one line: what went wrong and what to do (the run is kept either way)."""
-    import httpx2
-
-    from core.errors import first_line, is_offline_error
-
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
         hint = (f"the Hub refused the token (HTTP {status}): set HF_TOKEN to a token with write access "

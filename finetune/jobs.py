@@ -18,11 +18,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
-from . import data, hub, train
+from . import hub, train
 from .config import TrainConfig
 from core.errors import UserError, check_on_hub, first_line, looks_like_path
 from core.model import check_source
-from core.runs import PARTIAL, Run, check_writable, list_runs, mark_interrupted, read_json
+from core.runs import PARTIAL, Run, check_writable, latest, list_runs, mark_interrupted, read_json
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class JobState(StrEnum):
 
 
 class TrainingJob:
-    """Runs `finetune.train.run` in a daemon thread; one job at a time, never queued."""
+    """Runs `finetune.train.fine_tune` in a daemon thread; one job at a time, never queued."""
 
     def __init__(self, runs_dir: str | Path, on_done: Callable[[train.RunResult], object] | None = None,
                  hub_api=None):
@@ -63,15 +63,15 @@ class TrainingJob:
             if self.busy:
                 return False, f"a job is already running ({self._describe()}): wait for it or press Stop"
             try:
-                check_settings(cfg)
+                prepared = check_settings(cfg)
             except UserError as exc:
                 return False, f"not started: {exc}"
             self._cfg, self._stop = cfg, threading.Event()
             self._state, self._message, self._run_id = JobState.RUNNING, "starting: loading the model and data", ""
             self._progress, self._events = {}, []
             self._note("started", f"training {cfg.base_model} on {cfg.dataset}")
-            self._thread = threading.Thread(target=self._work, args=(cfg, self._stop), name="training-job",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._work, args=(cfg, self._stop, prepared),
+                                            name="training-job", daemon=True)
             self._thread.start()
         return True, f"started: training {cfg.base_model} on {cfg.dataset}"
 
@@ -89,8 +89,8 @@ class TrainingJob:
         with self._lock:
             if self.busy:
                 return False, f"a job is running ({self._describe()}): push when it has finished"
-            run = self._run(run_id) if run_id else (self._run() if self._state == JobState.DONE else None)
-            run = run or next((r for r in list_runs(self.runs_dir) if r.is_complete), None)
+            mine = self._find_run(run_id) if run_id else (self._find_run() if self._state == JobState.DONE else None)
+            run = mine or latest(self.runs_dir)
             if run is None or not run.is_complete:
                 return False, "no finished run to push: train one first"
             repo = run.config.get("hub_model_id") or repo_id
@@ -111,7 +111,7 @@ class TrainingJob:
         """A JSON-able snapshot: state (idle/running/done/failed/stopped), run_id, step, total_steps,
         epoch, eta_s, message; once a run has ended its metrics, data report and push result. With no
         job since start-up: idle, with the newest run's results."""
-        run = self._run() if self._run_id else None
+        run = self._find_run() if self._run_id else None
         status = self._idle_status() if run is None and self._state == JobState.IDLE else self._job_status(run)
         if self._pushing:
             status["push"] = self._pushing
@@ -126,13 +126,13 @@ class TrainingJob:
     def current_run(self) -> Run | None:
         """The run the job works (or last worked) on; with no job since start-up, the newest one."""
         if self._run_id:
-            return self._run()
+            return self._find_run()
         return self._newest() if self._state == JobState.IDLE else None  # a job starting: no folder yet
 
     # --- the thread ---------------------------------------------------------------------------------
-    def _work(self, cfg: TrainConfig, stop: threading.Event) -> None:
+    def _work(self, cfg: TrainConfig, stop: threading.Event, prepared=None) -> None:
         try:
-            result = train.run(cfg, on_event=self._on_event, stop=stop)
+            result = train.fine_tune(cfg, on_event=self._on_event, stop=stop, prepared_data=prepared)
         except UserError as exc:
             self._finish(JobState.FAILED, f"failed: {exc}")
             return
@@ -191,7 +191,8 @@ class TrainingJob:
             return "starting"
         return f"run {self._run_id}" + (f", step {step}/{total}" if step is not None and total else "")
 
-    def _run(self, run_id: str | None = None) -> Run | None:
+    def _find_run(self, run_id: str | None = None) -> Run | None:
+        """The job's run folder (complete or partial), or the one named `run_id`."""
         run_id = run_id or self._run_id
         for name in (run_id, run_id + PARTIAL):
             if name and (self.runs_dir / name / "status.json").exists():
@@ -232,19 +233,21 @@ def _results(run: Run) -> dict:
             "push": read_json(run.path / hub.PUSH_RESULT)}
 
 
-def check_settings(cfg: TrainConfig) -> TrainConfig:
+def check_settings(cfg: TrainConfig):
     """What can be checked in a moment, before any thread starts: the config, that the model and the
-    dataset exist (a local path, or a Hub repo; a local dataset must load), that the runs folder is
-    writable."""
+    dataset exist (a local path, or a Hub repo), that the runs folder is writable. A local dataset must
+    load: it is prepared here, and what this returns (`train.prepare_data`'s splits and report; None
+    for a Hub dataset, which the run loads) is handed to the run, so that it loads once."""
     cfg.validate()
     check_source(cfg.base_model)
     path = Path(cfg.dataset).expanduser()
+    prepared = None
     if path.exists():
-        data.load_splits(cfg.dataset, cfg.seed)  # a file type it cannot read, no train split ... (then cached)
+        prepared = train.prepare_data(cfg)  # a file type it cannot read, no train split, no usable rows ...
     elif looks_like_path(cfg.dataset):
         raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
     else:
         check_on_hub("dataset", cfg.dataset)
     check_on_hub("model", cfg.base_model)
     check_writable(cfg.runs_dir)
-    return cfg
+    return prepared

@@ -1,26 +1,28 @@
-"""Classification metrics that work offline (scikit-learn, no `evaluate.load` from the Hub)."""
+"""Classification metrics: the project's `evaluate` module (finetune/sentiment_metric), loaded once by
+path, so that it works offline (`evaluate.load("accuracy")` would fetch from the Hub)."""
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+import functools
+from pathlib import Path
 
-from core.labels import LABELS
+import numpy as np
+
+METRIC_PATH = Path(__file__).with_name("sentiment_metric")
+
+
+@functools.cache
+def metric():
+    """The loaded `evaluate` module (an `evaluate.Metric`), loaded on first use."""
+    # imported here: `import evaluate` costs ~3.7 s on top of torch+transformers+datasets (python -X importtime,
+    # 2 shared cores), which the app would pay at start-up for a metric that only training uses
+    import evaluate
+
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
 
 
 def classification_metrics(labels, predictions) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (rows = true label)."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    ids = list(range(len(LABELS)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predictions, labels=ids, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "f1_macro": float(f1_score(labels, predictions, labels=ids, average="macro", zero_division=0)),
-        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                             "support": int(support[i])} for i, name in enumerate(LABELS)},
-        "confusion_matrix": confusion_matrix(labels, predictions, labels=ids).tolist(),
-        "n": int(len(labels)),
-    }
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (rows = true label), n."""
+    return metric().compute(predictions=np.asarray(predictions).tolist(), references=np.asarray(labels).tolist())
 
 
 def trainer_metrics(eval_pred) -> dict:

@@ -22,9 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from datasets import DatasetDict
 
-from .config import ConfigError, TrainConfig
 from core.errors import UserError
+from core.model import load_tokenizer, set_threads
+from core.runs import write_json
+
+from . import data
+from .config import ConfigError, TrainConfig
+from .train import Progress, build_trainer, model_to_train, prepare_data
 
 DEFAULT_GRID = "learning_rate=2e-5,5e-5,1e-4 epochs=1,2 batch_size=8,16"
 SEARCHABLE = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "early_stopping_patience",
@@ -88,23 +94,16 @@ class SweepResult:
                 "best_config": self.best_config.to_dict(), "chosen_on": "validation"}
 
 
-def run(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], None] | None = None,
-        stop: threading.Event | None = None) -> SweepResult:
+def search(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], None] | None = None,
+           stop: threading.Event | None = None) -> SweepResult:
     """Train and validate every point of `grid`; the test split is never used."""
-    from datasets import DatasetDict
-
-    from . import corrections, data
-    from core.model import load_tokenizer, set_threads
-    from .train import Progress, build_trainer, load_model
-
     configs = trial_configs(cfg.validate(), grid)
     if cfg.validation_share <= 0:
         raise UserError("a sweep chooses on the validation split: set validation_share above 0")
     emit = on_event or (lambda event: None)
     set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.base_model)
-    extra = corrections.training_rows(cfg.runs_dir) if cfg.include_corrections else None
-    splits, _ = data.prepare(cfg, extra_train=extra)
+    splits, _ = prepare_data(cfg)
     splits = DatasetDict(train=splits["train"], validation=splits["validation"])  # test: never used to choose
     if len(splits["validation"]) == 0:
         raise UserError("the validation split is empty: use more training tweets or a larger validation_share")
@@ -114,7 +113,7 @@ def run(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], None
         for i, trial in enumerate(configs):
             values = {name: getattr(trial, name) for name in result.names}
             emit({"event": "trial", "message": f"trial {i + 1}/{len(configs)}: {values}"})
-            model = load_model(trial, tokenizer)
+            model = model_to_train(trial, tokenizer)
             trainer = build_trainer(trial, model, tokenizer, data.tokenize(splits, tokenizer, trial.max_length),
                                     Path(tmp) / f"trial-{i}", [Progress(emit, stop)])
             started = time.monotonic()
@@ -136,8 +135,6 @@ def run(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], None
 
 
 def save(result: SweepResult, runs_dir: str | Path) -> Path:
-    from core.runs import write_json
-
     path = Path(runs_dir) / "_sweeps" / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result.to_dict())

@@ -1,11 +1,13 @@
 """Training: config → data → model → Trainer (+ progress, stop, early stopping) → a finished run folder.
 
-    result = run(TrainConfig(...), on_event=print, stop=threading.Event())
+    result = fine_tune(TrainConfig(...), on_event=print, stop=threading.Event())
 
-`on_event` receives plain dicts (see `Progress`); `stop.set()` ends training cleanly at the next step
-and leaves the run marked "stopped" — the last complete run keeps serving. The same function runs
-unchanged under `torchrun` / `accelerate launch` (the Trainer then trains data-parallel; only the main
-process writes the run folder).
+`fine_tune` is a pipeline of named steps: prepare (settings, tokenizer, corrections, data), then, with a
+`RunLog` that writes the run folder and passes events on, train, test, quality (fit diagnosis,
+forgetting), baseline, save. `on_event` receives plain dicts (see `Progress`); `stop.set()` ends training
+cleanly at the next step and leaves the run marked "stopped" — the last complete run keeps serving. The
+same function runs unchanged under `torchrun` / `accelerate launch` (the Trainer then trains
+data-parallel; only the main process writes the run folder).
 """
 from __future__ import annotations
 
@@ -18,22 +20,29 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
+from datasets import Dataset, DatasetDict
+from peft import LoraConfig, TaskType, get_peft_model
 from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer,
-                          TrainerCallback, TrainingArguments)
+                          TrainerCallback, TrainingArguments, set_seed)
+from transformers.pytorch_utils import Conv1D
+
+from core.errors import UserError, first_line
+from core.labels import LABELS
+from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
+from core.runs import PARTIAL, TRAIN_CONFIG, Run, RunState, RunWriter, check_writable
 
 from . import baseline, corrections, data, diagnosis, forgetting
 from .card import model_card
 from .config import TrainConfig
-from core.labels import LABELS
-from core.errors import UserError, first_line
 from .metrics import classification_metrics, trainer_metrics
-from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
-from core.runs import PARTIAL, TRAIN_CONFIG, Run, RunWriter, check_writable
 
 # peft asks a transformers 5 model a deprecated question on every LoRA run; users can do nothing about it
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 Listener = Callable[[dict], None]
+STATUS_EVERY_S = 2.0   # status.json gets the progress this often (other processes and browsers read it)
 
 
 @dataclass
@@ -88,9 +97,10 @@ def _num(v):
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_validation: bool,
-                       world_size: int = 1) -> TrainingArguments:
-    """The Trainer's arguments, all derived from the config: one place for each knob."""
-    precision = resolve_precision(cfg.precision)
+                       world_size: int = 1, precision: str | None = None) -> TrainingArguments:
+    """The Trainer's arguments, all derived from the config: one place for each knob. `precision` is
+    cfg.precision resolved (None: resolved here)."""
+    precision = precision or resolve_precision(cfg.precision)
     steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world_size)))
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
     eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
@@ -127,20 +137,15 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_val
     )
 
 
-def load_model(cfg: TrainConfig, tokenizer):
+def model_to_train(cfg: TrainConfig, tokenizer):
     """The classifier to train: every weight, or (cfg.lora) LoRA adapters plus the classification head.
     Seeded first, so that the new head starts the same in a run and in the sweep trial it repeats."""
-    from transformers import set_seed
-
     set_seed(cfg.seed)
     model = load_classifier(cfg.base_model, tokenizer)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if not cfg.lora:
         return model
-    from peft import LoraConfig, TaskType, get_peft_model
-    from transformers.pytorch_utils import Conv1D
-
     targets = [m.strip() for m in cfg.lora_target_modules.split(",") if m.strip()]
     lora = LoraConfig(task_type=TaskType.SEQ_CLS,  # SEQ_CLS: the head ("score") is trained in full too
                       r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
@@ -160,10 +165,10 @@ def merge_lora(trainer: Trainer) -> None:
 
 
 def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, output_dir: Path, callbacks: list,
-                  num_processes: int = 1) -> Trainer:
+                  num_processes: int = 1, precision: str | None = None) -> Trainer:
     """The Trainer of a run or of a sweep trial: validation every eval, early stopping, best checkpoint."""
     has_val = len(tokenized["validation"]) > 0
-    args = training_arguments(cfg, output_dir, len(tokenized["train"]), has_val, num_processes)
+    args = training_arguments(cfg, output_dir, len(tokenized["train"]), has_val, num_processes, precision)
     callbacks = list(callbacks)
     if has_val and cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
@@ -176,128 +181,197 @@ def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, output_dir: Pat
     return trainer
 
 
-def run(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Event | None = None,
-        extra_train: list[tuple[str, int]] | None = None) -> RunResult:
-    """Train one run per `cfg`; see the module docstring. Bad settings raise `UserError` before any work."""
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
+# --- the run, step by step ---------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """What a run needs before anything is written; any bad setting, model or dataset failed before."""
+    tokenizer: object
+    splits: DatasetDict
+    report: data.DataReport
+    recent: list            # corrections since the newest complete run: the new model is judged on them
+    precision: str          # cfg.precision resolved, once
 
+
+@dataclass
+class Trained:
+    trainer: Trainer
+    tokenized: DatasetDict
+    loss: float
+    seconds: float
+
+
+def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None):
+    """(splits, data report) of a run: the dataset loaded and cleaned, with people's corrections among the
+    training rows (unless cfg.include_corrections is off, or `extra_train` is given instead)."""
+    if cfg.include_corrections and extra_train is None:
+        extra_train = corrections.training_rows(cfg.runs_dir)
+    return data.prepare(cfg, extra_train=extra_train)
+
+
+def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None) -> Prepared:
+    """Check the settings, load the tokenizer and the data (or take `prepared_data`, what `prepare_data`
+    returned, e.g. when the app's settings check loaded them a moment ago)."""
     cfg.validate()
-    listeners = [on_event] if on_event else []
-    state = PartialState(cpu=not torch.cuda.is_available())
-    main = state.is_main_process
-    if main:
+    if state.is_main_process:
         check_writable(cfg.runs_dir)
     if not torch.cuda.is_available():
         set_threads(cfg.threads)
-
-    # fail on bad models or data before creating anything
     tokenizer = load_tokenizer(cfg.base_model)
-    recent = corrections.since_last_run(cfg.runs_dir)  # the new model is judged on these at the end
-    if cfg.include_corrections and extra_train is None:
-        extra_train = corrections.training_rows(cfg.runs_dir)
-    splits, report = data.prepare(cfg, extra_train=extra_train)
+    recent = corrections.since_last_run(cfg.runs_dir)
+    splits, report = prepared_data or prepare_data(cfg, extra_train)
+    return Prepared(tokenizer, splits, report, recent, resolve_precision(cfg.precision))
 
-    writer = RunWriter(cfg.runs_dir) if main else None
-    run_id = [writer.id if writer else None]
-    if state.num_processes > 1:
-        broadcast_object_list(run_id)
-    output = writer.path if writer else Path(cfg.runs_dir) / f"{run_id[0]}{PARTIAL}"
-    last_status = [0.0]
 
-    def emit(event: dict) -> None:
-        if writer is not None:
+class RunLog:
+    """One run's folder and its events. The main process writes the folder (`writer`); every process
+    knows the run id and where the folder is. Calling it with an event records it in history.jsonl (but
+    for progress ticks), puts the progress in status.json every few seconds, and passes the event, with
+    the run id, to the listener."""
+
+    def __init__(self, cfg: TrainConfig, state: PartialState, listener: Listener | None = None):
+        self.main, self.listener = state.is_main_process, listener
+        self.writer = RunWriter(cfg.runs_dir) if self.main else None
+        run_id = [self.writer.id if self.writer else None]
+        if state.num_processes > 1:
+            broadcast_object_list(run_id)
+        self.run_id = run_id[0]
+        self.path = self.writer.path if self.writer else Path(cfg.runs_dir) / f"{self.run_id}{PARTIAL}"
+        self._last_status = 0.0
+
+    def __call__(self, event: dict) -> None:
+        if self.writer is not None:
             if event["event"] != "progress":
-                writer.log_event(event)
+                self.writer.log_event(event)
             now = time.monotonic()
-            if "step" in event and (event["event"] != "progress" or now - last_status[0] > 2):
-                last_status[0] = now  # progress for other processes and browsers, every few seconds
-                writer.set_status("running", **{k: event[k] for k in ("step", "total_steps", "epoch", "eta_s")})
-        if main:
-            for listener in listeners:
-                listener({"run_id": run_id[0], **event})
+            if "step" in event and (event["event"] != "progress" or now - self._last_status > STATUS_EVERY_S):
+                self._last_status = now
+                self.writer.set_status(RunState.RUNNING,
+                                       **{k: event[k] for k in ("step", "total_steps", "epoch", "eta_s")})
+        if self.main and self.listener:
+            self.listener({"run_id": self.run_id, **event})
 
+    def begin(self, cfg: TrainConfig, report: data.DataReport) -> None:
+        if self.writer:
+            cfg.save(self.writer.path / TRAIN_CONFIG)
+            self.writer.write_json("data_report.json", report.to_dict())
+            self({"event": "data", "message": report.summary(), "sizes": report.sizes})
+
+    def history(self) -> list[dict]:
+        return Run(self.path).history()
+
+    def end(self, state: RunState, message: str) -> None:
+        """A stopped or failed run: marked so, its checkpoints removed (a finished one is already renamed)."""
+        if self.writer and self.writer.path.name.endswith(PARTIAL):
+            self.writer.abandon(state, message)
+
+
+def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Event | None = None,
+              extra_train: list[tuple[str, int]] | None = None, prepared_data=None) -> RunResult:
+    """Train one run per `cfg`; see the module docstring. Bad settings raise `UserError` before any work."""
+    state = PartialState(cpu=not torch.cuda.is_available())
+    prep = prepare(cfg, state, extra_train, prepared_data)
+    log = RunLog(cfg, state, on_event)
     try:
-        if writer:
-            cfg.save(writer.path / TRAIN_CONFIG)
-            writer.write_json("data_report.json", report.to_dict())
-            emit({"event": "data", "message": report.summary(), "sizes": report.sizes})
-
-        model = load_model(cfg, tokenizer)
-        tokenized = data.tokenize(splits, tokenizer, cfg.max_length)
-        trainer = build_trainer(cfg, model, tokenizer, tokenized, output / "_checkpoints",
-                                [Progress(emit, stop)], state.num_processes)
-        emit({"event": "start", "message": f"training {cfg.base_model} on {len(tokenized['train'])} tweets, "
-              f"{cfg.epochs:g} epoch(s), precision {resolve_precision(cfg.precision)}"})
-        started = time.monotonic()
-        train_output = trainer.train()
-        train_seconds = time.monotonic() - started
-
-        if stop is not None and stop.is_set():
+        log.begin(cfg, prep.report)
+        trained = train(cfg, prep, log, stop, state.num_processes)
+        if _stopped(stop):
             state.wait_for_everyone()
-            if writer:
-                writer.abandon("stopped", "stopped by request")
-            emit({"event": "stopped", "message": "stopped by request; the previous model keeps serving"})
-            return RunResult("stopped", output, run_id[0], message="stopped by request")
-
-        merge_lora(trainer)  # a LoRA run is saved, tested and served as a plain checkpoint
-        prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
-        test = classification_metrics(prediction.label_ids, prediction.predictions.argmax(axis=-1))
-        metrics = {
-            "run_id": run_id[0],
-            "test": test,
-            "train_seconds": round(train_seconds, 1),
-            "train_tweets_per_second": round(len(tokenized["train"]) * cfg.epochs / max(train_seconds, 1e-9), 2),
-            "train_loss": train_output.training_loss,
-            "best_checkpoint_step": _best_step(trainer),
-            "stopped_early": trainer.state.global_step < trainer.state.max_steps,
-            "precision": resolve_precision(cfg.precision),
-        }
-        if recent:  # how often the new model agrees with people on the corrections since the previous run
-            metrics["corrections"] = _judge_corrections(trainer, tokenizer, cfg, recent)
-            metrics.setdefault("card_sections", []).append(
-                corrections.card_section(metrics["corrections"], report.corrections_added))
-        if main:
-            _quality(cfg, trainer.model, tokenizer, metrics, Run(writer.path).history(), emit, stop)
-            emit({"event": "test", "message": f"test accuracy {test['accuracy']:.3f}, macro-F1 {test['f1_macro']:.3f}"})
-            if stop is None or not stop.is_set():
-                emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
-                metrics["baseline"] = baseline.evaluate(
-                    cfg.base_model, list(zip(splits["train"]["text"], splits["train"]["label"])),
-                    list(zip(splits["test"]["text"], splits["test"]["label"])), cfg.few_shot_k, cfg.seed,
-                    cache_dir=Path(cfg.runs_dir) / "_cache")
-            trainer.save_model(str(writer.path))  # safetensors weights, config with labels, tokenizer
-            (writer.path / "training_args.bin").unlink(missing_ok=True)  # a pickle: not in our run folders
-            writer.write_json("metrics.json", metrics)
-            (writer.path / "README.md").write_text(
-                model_card(cfg, metrics, report.to_dict(), Run(writer.path).history()))
-            final = writer.finish(test_accuracy=test["accuracy"])
-            emit({"event": "done", "message": f"run {run_id[0]} finished", "run_dir": str(final)})
+            log.end(RunState.STOPPED, "stopped by request")
+            log({"event": "stopped", "message": "stopped by request; the previous model keeps serving"})
+            return RunResult(RunState.STOPPED, log.path, log.run_id, message="stopped by request")
+        merge_lora(trained.trainer)  # a LoRA run is saved, tested and served as a plain checkpoint
+        metrics = evaluate_test(cfg, prep, trained, log.run_id)
+        if log.main:
+            history = log.history()  # read once: the fit diagnosis and the card's curve
+            quality(cfg, trained.trainer.model, prep.tokenizer, metrics, history, log, stop)
+            log({"event": "test", "message": f"test accuracy {metrics['test']['accuracy']:.3f}, "
+                                              f"macro-F1 {metrics['test']['f1_macro']:.3f}"})
+            measure_baseline(cfg, prep, metrics, log, stop)
+            save(cfg, trained.trainer, log, metrics, prep.report, history)
         state.wait_for_everyone()
-        return RunResult("done", writer.path if writer else output, run_id[0], metrics)
+        return RunResult(RunState.DONE, log.path, log.run_id, metrics)
     except BaseException as exc:
-        if writer and writer.path.name.endswith(PARTIAL):
-            writer.abandon("failed", first_line(exc))
+        log.end(RunState.FAILED, first_line(exc))
         raise
 
 
-def _quality(cfg: TrainConfig, model, tokenizer, metrics: dict, history: list[dict], emit: Listener,
-             stop: threading.Event | None) -> None:
+def _stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def train(cfg: TrainConfig, prep: Prepared, log: RunLog, stop: threading.Event | None,
+          num_processes: int = 1) -> Trained:
+    """The model to train, tokenised data, the Trainer, and training itself (until done, early stop or stop)."""
+    model = model_to_train(cfg, prep.tokenizer)
+    tokenized = data.tokenize(prep.splits, prep.tokenizer, cfg.max_length)
+    trainer = build_trainer(cfg, model, prep.tokenizer, tokenized, log.path / "_checkpoints",
+                            [Progress(log, stop)], num_processes, prep.precision)
+    log({"event": "start", "message": f"training {cfg.base_model} on {len(tokenized['train'])} tweets, "
+         f"{cfg.epochs:g} epoch(s), precision {prep.precision}"})
+    started = time.monotonic()
+    output = trainer.train()
+    return Trained(trainer, tokenized, output.training_loss, time.monotonic() - started)
+
+
+def evaluate_test(cfg: TrainConfig, prep: Prepared, trained: Trained, run_id: str) -> dict:
+    """metrics.json's core: the test metrics, training speed, the checkpoint kept, and (when people
+    corrected the previous model since it was trained) how often the new one agrees with them."""
+    trainer = trained.trainer
+    prediction = trainer.predict(trained.tokenized["test"], metric_key_prefix="test")
+    metrics = {
+        "run_id": run_id,
+        "test": classification_metrics(prediction.label_ids, prediction.predictions.argmax(axis=-1)),
+        "train_seconds": round(trained.seconds, 1),
+        "train_tweets_per_second": round(len(trained.tokenized["train"]) * cfg.epochs / max(trained.seconds, 1e-9), 2),
+        "train_loss": trained.loss,
+        "best_checkpoint_step": _best_step(trainer),
+        "stopped_early": trainer.state.global_step < trainer.state.max_steps,
+        "precision": prep.precision,
+    }
+    if prep.recent:
+        metrics["corrections"] = _judge_corrections(trainer, prep.tokenizer, cfg, prep.recent)
+    return metrics
+
+
+def quality(cfg: TrainConfig, model, tokenizer, metrics: dict, history: list[dict], emit: Listener,
+            stop: threading.Event | None) -> None:
     """metrics["fit_diagnosis"] (over/underfitting, from the history) and metrics["forgetting"] (the
-    perplexity meter), each with its model-card section."""
+    perplexity meter)."""
     metrics["fit_diagnosis"] = diagnosis.diagnose(history)
-    sections = metrics.setdefault("card_sections", [])
-    sections.append(diagnosis.card_section(metrics["fit_diagnosis"]))
     emit({"event": "diagnosis", "message": metrics["fit_diagnosis"]["summary"]})
-    if cfg.measure_forgetting and (stop is None or not stop.is_set()):
-        try:
-            metrics["forgetting"] = forgetting.measure(cfg.base_model, model, tokenizer)
-        except Exception as exc:  # e.g. a base model without a causal-LM head: the run itself is fine
-            metrics["forgetting"] = {"error": f"not measured: {first_line(exc)}"}
-            emit({"event": "forgetting", "message": metrics["forgetting"]["error"]})
-            return
-        sections.append(forgetting.card_section(metrics["forgetting"]))
-        emit({"event": "forgetting", "message": metrics["forgetting"]["summary"]})
+    if not cfg.measure_forgetting or _stopped(stop):
+        return
+    try:
+        metrics["forgetting"] = forgetting.measure(cfg.base_model, model, tokenizer)
+    except Exception as exc:  # e.g. a base model without a causal-LM head: the run itself is fine
+        metrics["forgetting"] = {"error": f"not measured: {first_line(exc)}"}
+    emit({"event": "forgetting", "message": metrics["forgetting"].get("summary") or metrics["forgetting"]["error"]})
+
+
+def measure_baseline(cfg: TrainConfig, prep: Prepared, metrics: dict, emit: Listener,
+                     stop: threading.Event | None) -> None:
+    """metrics["baseline"]: the base model prompted few-shot on the same test rows (the "before")."""
+    if _stopped(stop):
+        return
+    emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
+    rows = {name: list(zip(prep.splits[name]["text"], prep.splits[name]["label"])) for name in ("train", "test")}
+    metrics["baseline"] = baseline.evaluate(cfg.base_model, rows["train"], rows["test"], cfg.few_shot_k, cfg.seed,
+                                            cache_dir=Path(cfg.runs_dir) / "_cache")
+
+
+def save(cfg: TrainConfig, trainer: Trainer, log: RunLog, metrics: dict, report: data.DataReport,
+         history: list[dict]) -> Path:
+    """Weights, metrics.json and the model card into the run folder, then mark it done (renamed from
+    `<id>.partial`: from now on it may serve)."""
+    writer = log.writer
+    trainer.save_model(str(writer.path))  # safetensors weights, config with labels, tokenizer
+    (writer.path / "training_args.bin").unlink(missing_ok=True)  # a pickle: not in our run folders
+    writer.write_json("metrics.json", metrics)
+    (writer.path / "README.md").write_text(model_card(cfg, metrics, report.to_dict(), history))
+    final = writer.finish(test_accuracy=metrics["test"]["accuracy"])
+    log.path = final
+    log({"event": "done", "message": f"run {log.run_id} finished", "run_dir": str(final)})
+    return final
 
 
 def _best_step(trainer: Trainer) -> int | None:
@@ -306,8 +380,6 @@ def _best_step(trainer: Trainer) -> int | None:
 
 
 def _judge_corrections(trainer: Trainer, tokenizer, cfg: TrainConfig, recent: list) -> dict:
-    from datasets import Dataset, DatasetDict
-
     rows = DatasetDict(corrections=Dataset.from_dict({"text": [c.text for c in recent],
                                                       "label": [c.label for c in recent]}))
     out = trainer.predict(data.tokenize(rows, tokenizer, cfg.max_length)["corrections"],
