@@ -2,7 +2,7 @@
 
     python -m bench.training ours|plain|recipe [--model M] [--device cpu|cuda] [--steps N] [--set knob=value]
 
-ours   the engine's own path (`python -m finetune`'s): TrainConfig defaults → finetune.train.load_model,
+ours   the engine's own path (`python -m finetune`'s): TrainConfig defaults → finetune.train.model_to_train,
        training_arguments, length-grouped batches padded per batch (`--set` changes a knob, to weigh a lever)
 plain  a plain `Trainer`: fp32, dynamic padding, batch 16, random batches, every other argument default
 recipe the tutorial: every tweet padded to 1024 tokens, batch 1, fp32
@@ -92,7 +92,7 @@ def measure(case: str, model_path: str, dataset: str, device: str, steps: int, w
                   report_to="none", disable_tqdm=True, use_cpu=not cuda, seed=cfg.seed)
     if case == "ours":
         set_threads(cfg.threads)
-        model = train.load_model(cfg, tokenizer)
+        model = train.model_to_train(cfg, tokenizer)
         tokenized = data.tokenize(splits, tokenizer, cfg.max_length)["train"]
         args = train.training_arguments(cfg, out, len(tokenized), has_validation=False)
         args.max_steps, args.logging_strategy = warmup + steps, "no"

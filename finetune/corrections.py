@@ -5,7 +5,7 @@
     training_rows(runs_dir)   # [(text, label id)] for finetune.data.prepare(extra_train=...)
     waiting(runs_dir)         # the ones no finished run has learned from yet
     push(runs_dir) / pull(runs_dir)    # to / from the Hub dataset HUB_DATASET_ID
-    PushSoon(runs_dir)()      # push in the background, a burst of corrections in one commit
+    PushSoon(runs_dir)()      # push in the background (huggingface_hub.CommitScheduler), a burst in one commit
 
 They live in `<runs_dir>/corrections.jsonl`, one JSON object per line, append-only. Each line goes in
 with a single `write` under an exclusive `flock` and is fsynced, so threads and processes writing at
@@ -15,6 +15,7 @@ once never interleave, and a crash can at worst leave a torn last line: readers 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -24,10 +25,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from huggingface_hub import CommitScheduler
+
 from core import settings
 from core.errors import UserError
 from core.labels import LABELS, label_id
-from core.runs import list_runs
+from core.runs import latest, list_runs
 from core.settings import Settings
 
 from .data import fold
@@ -149,8 +152,8 @@ def collected_between(items: list[Correction], start: datetime | None, end: date
 def since_last_run(runs_dir: str | Path) -> list[Correction]:
     """The corrections collected since the newest complete run started: what a run starting now is
     judged on (how often it agrees with people about the previous model's mistakes)."""
-    done = [r for r in list_runs(runs_dir) if r.is_complete]
-    return collected_between(load(runs_dir), _started(done[0]) if done else None)
+    newest = latest(runs_dir)
+    return collected_between(load(runs_dir), _started(newest) if newest else None)
 
 
 def waiting(runs_dir: str | Path) -> list[Correction]:
@@ -167,7 +170,7 @@ def agreement(items: list[Correction], predicted: list[str]) -> dict:
 
 
 def card_section(result: dict, learned: int) -> str:
-    """The model card's paragraph on corrections (metrics.json `card_sections`)."""
+    """The model card's paragraph on corrections, from metrics.json "corrections" and the number added."""
     text = f"## People's corrections\n\nThis run learned from {learned} correction(s) made in the chat."
     if result.get("n"):
         text += (f" On the {result['n']} collected since the previous run it agrees with people on "
@@ -180,20 +183,20 @@ def _repo(repo_id: str | None) -> str:
     return repo_id if repo_id is not None else Settings.from_env().hub_dataset_id
 
 
-def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bool = True) -> PushResult:
-    """Upload the corrections file to the Hub dataset `repo_id` (default: $HUB_DATASET_ID), private by
-    default (it holds people's tweets). Never raises: the result says pushed, skipped or failed."""
-    repo_id, token = _repo(repo_id), settings.token()
-    body = _read(runs_dir)
+def _skip(repo_id: str, body: bytes, api, token: str) -> PushResult | None:
+    """Why there is nothing to push (no repo, no corrections, no token), or None."""
     if not repo_id:
         return PushResult("skipped", message=f"no Hub dataset set ({HUB_DATASET_ENV})")
     if not body:
         return PushResult("skipped", repo_id, message="no corrections yet")
     if api is None and not token:
         return PushResult("skipped", repo_id, message="HF_TOKEN is not set: add a write token to push")
+    return None
+
+
+def _upload(api, repo_id: str, body: bytes, token: str) -> PushResult:
+    """One commit of the corrections file; a failure is explained, not raised."""
     try:
-        api = client(api, token)
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         lines = body.count(b"\n")
         api.upload_file(path_or_fileobj=body, path_in_repo=FILE, repo_id=repo_id, repo_type="dataset",
                         commit_message=f"{lines} corrections")
@@ -201,6 +204,22 @@ def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bo
                           f"pushed {lines} corrections")
     except Exception as exc:  # network, auth, rate limit: the local file stays as it is
         return PushResult("failed", repo_id, message=scrub(explain_failure(exc, repo_id), token))
+
+
+def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bool = True) -> PushResult:
+    """Upload the corrections file to the Hub dataset `repo_id` (default: $HUB_DATASET_ID), private by
+    default (it holds people's tweets). Never raises: the result says pushed, skipped or failed."""
+    repo_id, token = _repo(repo_id), settings.token()
+    body = _read(runs_dir)
+    skipped = _skip(repo_id, body, api, token)
+    if skipped:
+        return skipped
+    try:
+        api = client(api, token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    except Exception as exc:
+        return PushResult("failed", repo_id, message=scrub(explain_failure(exc, repo_id), token))
+    return _upload(api, repo_id, body, token)
 
 
 def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResult:
@@ -226,27 +245,72 @@ def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResu
         return PushResult("failed", repo_id, message=scrub(f"{type(exc).__name__}: {exc}".splitlines()[0], token))
 
 
-class PushSoon:
-    """Pushes the corrections file in the background, coalescing bursts: the first call starts a timer,
-    and when it fires the file goes up with every correction made meanwhile (one Hub commit, not one
-    per click; the Hub rate-limits commits). A call during a push starts the next timer, so no
-    correction is left behind."""
+class CorrectionsScheduler(CommitScheduler):
+    """huggingface_hub's `CommitScheduler` for the one corrections file: every `every` minutes it looks,
+    and when the file changed since the last look, the file goes up as one commit carrying every
+    correction made meanwhile (not one commit per click; the Hub rate-limits commits). The look at start
+    is skipped: the burst that starts the scheduler goes up at the next one, all of it. The file
+    is read under its lock; a failure is explained in `results`, never raised, and retried once the
+    file changes again."""
 
-    def __init__(self, runs_dir: str | Path, delay: float = PUSH_DELAY_S, api=None):
-        self.runs_dir, self.delay, self.api = runs_dir, delay, api
+    def __init__(self, runs_dir: str | Path, repo_id: str, api, every: float, token: str = "",
+                 private: bool = True, results: list | None = None):
+        self.runs_dir, self.token = Path(runs_dir), token
+        self.results: list[PushResult] = [] if results is None else results
+        self._seen: bytes | None = None   # the file's digest at the last push (or failed try)
+        self._started = False
+        super().__init__(repo_id=repo_id, repo_type="dataset", folder_path=self.runs_dir, every=every,
+                         private=private, hf_api=api, allow_patterns=[FILE])
+
+    def push_to_hub(self) -> PushResult | None:
+        with self.lock:
+            if not self._started:  # the look at start: the burst that started us is still coming
+                self._started = True
+                return None
+            body = _read(self.runs_dir)
+            digest = hashlib.sha256(body).digest()
+            changed, self._seen = digest != self._seen, digest
+        if not changed or not body:
+            return None
+        result = _upload(self.api, self.repo_id, body, self.token)
+        self.results.append(result)
+        log.info("corrections: %s", result.message)
+        return result
+
+
+class PushSoon:
+    """Call it after each correction: the first call starts a `CorrectionsScheduler` (in the background:
+    it creates the Hub dataset repo) that pushes the corrections file every `delay` seconds when it has
+    changed. Nothing happens without a Hub dataset (HUB_DATASET_ID) or a token; a failed start is
+    explained in `results` and tried again at the next call."""
+
+    def __init__(self, runs_dir: str | Path, delay: float = PUSH_DELAY_S, api=None, repo_id: str | None = None):
+        self.runs_dir, self.delay, self.api, self.repo_id = runs_dir, delay, api, repo_id
         self.results: list[PushResult] = []
-        self._lock, self._timer = threading.Lock(), None
+        self.scheduler: CorrectionsScheduler | None = None
+        self._lock, self._starting = threading.Lock(), False
 
     def __call__(self) -> None:
         with self._lock:
-            if self._timer is None:
-                self._timer = threading.Timer(self.delay, self._push)
-                self._timer.daemon = True
-                self._timer.start()
+            if self.scheduler is not None or self._starting:
+                return
+            self._starting = True
+        threading.Thread(target=self._start, name="corrections-push", daemon=True).start()
 
-    def _push(self) -> None:
-        with self._lock:
-            self._timer = None  # corrections from now on get a push of their own
-        result = push(self.runs_dir, api=self.api)
-        self.results.append(result)
-        log.info("corrections: %s", result.message)
+    def _start(self) -> None:
+        repo_id, token = _repo(self.repo_id), settings.token()
+        try:
+            skipped = _skip(repo_id, b"\n", self.api, token)
+            if skipped:
+                self.results.append(skipped)
+                return
+            self.scheduler = CorrectionsScheduler(self.runs_dir, repo_id, client(self.api, token), self.delay / 60,
+                                                  token, results=self.results)
+        except Exception as exc:  # creating the repo failed: network, auth ...
+            self.results.append(PushResult("failed", repo_id, message=scrub(explain_failure(exc, repo_id), token)))
+        finally:
+            self._starting = False
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()

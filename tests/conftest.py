@@ -117,6 +117,6 @@ def trained_run(tiny_model, tiny_dataset, tmp_path_factory) -> Path:
     cfg = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=180, test_size=60,
                       epochs=3, batch_size=8, learning_rate=5e-3, few_shot_k=2, max_length=32,
                       runs_dir=str(tmp_path_factory.mktemp("shared-runs")))
-    result = train.run(cfg)
+    result = train.fine_tune(cfg)
     assert result.state == "done"
     return result.run_dir

@@ -85,3 +85,59 @@ def test_torchrun_two_processes_on_cpu(tiny_model, tiny_dataset, runs_dir):
     assert len(runs) == 1 and latest(runs_dir).path == runs[0]       # one run folder, written by rank 0
     assert out.stdout.count("run folder:") == 1
     assert latest(runs_dir).metrics["test"]["n"] == 20
+
+
+def test_every_documented_flag_spelling_reaches_the_config(monkeypatch, tmp_path, capsys):
+    """The flags the README and scripts use, through main(): training and the sweep are stood in for."""
+    import finetune.__main__ as cli_main
+    from finetune import train
+    from finetune.sweep import SweepResult
+
+    seen = {}
+
+    def fake_fine_tune(cfg, on_event=None, stop=None):
+        seen["cfg"], seen["quiet"] = cfg, on_event is None
+        return train.RunResult("done", tmp_path, "run-1", {"test": {"accuracy": 0.5, "f1_macro": 0.4}})
+
+    def fake_search(cfg, grid, on_event=None):
+        seen["grid"] = grid
+        return SweepResult(names=["learning_rate"], rows=[{"learning_rate": 1e-4, "val_accuracy": 0.5,
+                                                               "val_f1_macro": 0.4, "val_loss": 1.0,
+                                                               "train_seconds": 1.0}], configs=[cfg])
+
+    monkeypatch.setattr(cli_main.train, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(cli_main.sweep, "search", fake_search)
+    monkeypatch.setattr(cli_main.sweep, "save", lambda result, runs_dir: tmp_path / "sweep.json")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert cli_main.main(["--base-model", "some/model", "--dataset", "some/data", "--runs-dir", str(tmp_path),
+                          "--train-size", "500", "--test-size", "all", "--no-group-by-length", "--lora",
+                          "--no-measure-forgetting", "--precision", "bf16", "--few-shot-k", "0",
+                          "--learning-rate", "5e-5", "--hub-model-id", "me/tweets"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.base_model, cfg.dataset, cfg.runs_dir, cfg.hub_model_id) == ("some/model", "some/data", str(tmp_path),
+                                                                           "me/tweets")
+    assert (cfg.train_size, cfg.test_size, cfg.group_by_length, cfg.lora, cfg.measure_forgetting) == (
+        500, 0, False, True, False)
+    assert (cfg.precision, cfg.few_shot_k, cfg.learning_rate, seen["quiet"]) == ("bf16", 0, 5e-5, False)
+    assert "hub: skipped" in capsys.readouterr().out  # no token here: the push says why
+
+    assert cli_main.main(["--train-size", "all", "--sweep", "learning_rate=1e-4,2e-4", "--sweep-train-best",
+                          "--quiet", "--runs-dir", str(tmp_path)]) == 0
+    assert seen["grid"] == {"learning_rate": ["1e-4", "2e-4"]} and seen["quiet"] and seen["cfg"].train_size == 0
+    assert "training the best setting: learning_rate=0.0001" in capsys.readouterr().out
+    assert cli_main.main(["--sweep", "--runs-dir", str(tmp_path)]) == 0  # the default grid, table only
+    assert "epochs" in seen["grid"] and "training the best" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--precision", "fp8"], "invalid choice: 'fp8'"),
+    (["--learning-rate", "fast"], "invalid float value"),
+    (["--test-size", "-3"], "must be a whole number >= 0"),
+    (["--no-such-flag"], "unknown option"),
+])
+def test_bad_flags_are_one_line_and_exit_2(argv, words, capsys):
+    from finetune.__main__ import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and len(err.strip().splitlines()) == 1, err

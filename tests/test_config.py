@@ -1,8 +1,6 @@
-import argparse
-
 import pytest
 
-from finetune.config import ConfigError, TrainConfig, add_arguments, from_args, parse_size
+from finetune.config import ConfigError, ConfigParser, TrainConfig, parse_size
 
 
 def test_defaults_validate_and_round_trip():
@@ -45,16 +43,19 @@ def test_from_dict_coerces_form_strings_and_refuses_unknown_keys():
 
 
 def test_every_field_is_an_option_with_help_and_default():
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    parser = ConfigParser()
     help_text = " ".join(parser.format_help().split())
     for flag in ("--base-model", "--dataset", "--train-size", "--test-size", "--epochs", "--runs-dir",
-                 "--learning-rate", "--grad-accum", "--early-stopping-patience", "--hub-private"):
+                 "--learning-rate", "--grad-accum", "--early-stopping-patience", "--hub-private", "--no-group-by-length"):
         assert flag in help_text
-    assert "default: 'gpt2'" in help_text
-    args = parser.parse_args(["--train-size", "all", "--epochs", "1", "--no-group-by-length"])
-    cfg = from_args(args)
+    assert "Tweets to train on, drawn from the cleaned train split" in help_text  # the field's own help
+    cfg, _ = parser.parse(["--train-size", "all", "--epochs", "1", "--no-group-by-length"])
     assert cfg.train_size == 0 and cfg.epochs == 1 and cfg.group_by_length is False
+    assert parser.parse(["--train_size", "250"])[0].train_size == 250  # the dataclass spelling works too
+    with pytest.raises(ConfigError, match="not a whole number"):
+        parser.parse(["--train-size", "lots"])
+    with pytest.raises(ConfigError, match="unknown option"):
+        parser.parse(["--epochz", "2"])
 
 
 def test_from_env_reads_the_app_variables(monkeypatch):

@@ -5,10 +5,15 @@ import json
 import multiprocessing
 import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from huggingface_hub import CommitScheduler
 
 from finetune import corrections, data
 from core.errors import UserError
@@ -117,7 +122,7 @@ def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_
         assert splits[split]["text"] == plain[split]["text"]  # unchanged by the corrections
         assert not set(new) & set(splits[split]["text"])
 
-    result = train.run(cfg)
+    result = train.fine_tune(cfg)
     assert result.state == "done"
     assert json.loads((result.run_dir / "data_report.json").read_text())["corrections_added"] == 3
     judged = result.metrics["corrections"]
@@ -126,7 +131,7 @@ def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_
     assert "3 people's corrections were added" in card and "learned from 3 correction(s)" in card
     assert corrections.waiting(runs_dir) == []
 
-    off = train.run(tiny_config(include_corrections=False))
+    off = train.fine_tune(tiny_config(include_corrections=False))
     assert off.state == "done" and "corrections" not in off.metrics  # none since the previous run
     assert json.loads((off.run_dir / "data_report.json").read_text())["corrections_added"] == 0
 
@@ -136,11 +141,16 @@ class FakeHub:
 
     def __init__(self, fail: str = ""):
         self.files, self.calls, self.fail = {}, [], fail
+        self.pool = ThreadPoolExecutor(max_workers=1)
 
     def create_repo(self, repo_id, **kwargs):
         self.calls.append(("create_repo", repo_id, kwargs))
         if self.fail:
             raise ConnectionError(self.fail)
+        return SimpleNamespace(repo_id=repo_id, url=f"https://huggingface.co/datasets/{repo_id}")
+
+    def run_as_future(self, fn, *args, **kwargs):  # HfApi runs background commits one at a time
+        return self.pool.submit(fn, *args, **kwargs)
 
     def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type, **kwargs):
         self.calls.append(("upload_file", repo_id, repo_type))
@@ -175,27 +185,50 @@ def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path, mo
 
 
 def test_a_burst_of_corrections_goes_to_the_hub_in_one_push_and_none_is_left_behind(tmp_path, monkeypatch):
-    import time
-
     monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
     hub = FakeHub()
     soon = corrections.PushSoon(tmp_path, delay=0.3, api=hub)
-    for i in range(5):  # five clicks in a row: one timer, one upload carrying all five
-        corrections.add(tmp_path, f"tweet {i}", "positive", "negative")
-        soon()
-    assert not any(c[0] == "upload_file" for c in hub.calls)  # nothing yet: waiting for the burst to end
-    deadline = time.monotonic() + 10
-    while len(soon.results) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [c[0] for c in hub.calls].count("upload_file") == 1
-    assert hub.files[("me/tweet-corrections", corrections.FILE)].count(b"\n") == 5
+    try:
+        for i in range(5):  # five clicks in a row: one scheduler, one upload carrying all five
+            corrections.add(tmp_path, f"tweet {i}", "positive", "negative")
+            soon()
+        assert not any(c[0] == "upload_file" for c in hub.calls)  # nothing yet: waiting for the burst to end
+        deadline = time.monotonic() + 10
+        while len(soon.results) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert isinstance(soon.scheduler, CommitScheduler)
+        assert [c[0] for c in hub.calls].count("upload_file") == 1
+        assert hub.files[("me/tweet-corrections", corrections.FILE)].count(b"\n") == 5
 
-    corrections.add(tmp_path, "a later one", "neutral", "positive")  # after the push: a push of its own
+        time.sleep(0.7)  # more looks without a change: no more commits
+        assert [c[0] for c in hub.calls].count("upload_file") == 1 and len(soon.results) == 1
+
+        corrections.add(tmp_path, "a later one", "neutral", "positive")  # after the push: a push of its own
+        soon()
+        while len(soon.results) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [c[0] for c in hub.calls].count("upload_file") == 2 and soon.results[-1].state == "pushed"
+        assert hub.files[("me/tweet-corrections", corrections.FILE)].count(b"\n") == 6
+        assert [c[0] for c in hub.calls].count("create_repo") == 1
+    finally:
+        soon.stop()
+
+
+def test_a_failing_hub_is_explained_not_raised(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
+    soon = corrections.PushSoon(tmp_path, delay=0.3, api=FakeHub(fail="Hub down"))
+    corrections.add(tmp_path, "a tweet", "positive", "negative")
+    soon()
+    deadline = time.monotonic() + 10
+    while not soon.results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert soon.results[0].state == "failed" and "ConnectionError" in soon.results[0].message
+    assert soon.scheduler is None  # the next correction tries again
+    monkeypatch.delenv("HUB_DATASET_ID")
     soon()
     while len(soon.results) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [c[0] for c in hub.calls].count("upload_file") == 2 and soon.results[-1].state == "pushed"
-    assert hub.files[("me/tweet-corrections", corrections.FILE)].count(b"\n") == 6
+    assert soon.results[1].state == "skipped" and "HUB_DATASET_ID" in soon.results[1].message
 
 
 def test_push_and_pull_report_instead_of_raising(tmp_path, monkeypatch):

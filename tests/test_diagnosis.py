@@ -5,7 +5,7 @@ from finetune.diagnosis import CHANCE_LOSS, card_section, curve, diagnose
 
 
 def history(train_losses, eval_losses, logs_per_eval=2):
-    """Events as train.run logs them: a few training-loss logs, then one evaluation, per epoch."""
+    """Events as train.fine_tune logs them: a few training-loss logs, then one evaluation, per epoch."""
     events = []
     for epoch, (train, val) in enumerate(zip(train_losses, eval_losses), start=1):
         for _ in range(logs_per_eval):

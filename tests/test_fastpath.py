@@ -124,7 +124,7 @@ def test_length_grouping_sees_every_tweet_once_per_epoch_with_less_padding(tiny_
 def test_frozen_embeddings_stay_unchanged(tiny_config, tiny_model):
     from safetensors.torch import load_file
 
-    result = train.run(tiny_config(freeze_embeddings=True, few_shot_k=0))
+    result = train.fine_tune(tiny_config(freeze_embeddings=True, few_shot_k=0))
     assert result.state == "done"
     tok = load_tokenizer(str(tiny_model))
     base = load_classifier(str(tiny_model), tok)

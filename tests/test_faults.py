@@ -57,7 +57,7 @@ def test_stop_in_the_first_epoch_ends_at_the_next_step_and_the_previous_run_keep
         stop.set()
 
     threading.Thread(target=press_stop, daemon=True).start()
-    result = train.run(tiny_config(epochs=3), on_event=on_event, stop=stop)
+    result = train.fine_tune(tiny_config(epochs=3), on_event=on_event, stop=stop)
     seconds = time.monotonic() - stopped_at["t"]
     print(f"stop → job ended in {seconds:.2f} s")
     assert result.state == "stopped"
@@ -215,7 +215,7 @@ def test_unwritable_runs_folder_is_a_clear_error_before_training(tiny_config, tm
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(UserError, match="not writable.*RUNS_DIR"):
-        train.run(tiny_config(runs_dir=str(blocker / "runs")))
+        train.fine_tune(tiny_config(runs_dir=str(blocker / "runs")))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
@@ -226,7 +226,7 @@ def test_read_only_runs_folder_is_a_clear_error_before_training(tiny_config, tmp
     ro.chmod(0o500)
     try:
         with pytest.raises(UserError, match="not writable"):
-            train.run(tiny_config(runs_dir=str(ro)))
+            train.fine_tune(tiny_config(runs_dir=str(ro)))
     finally:
         ro.chmod(0o700)
 
@@ -236,7 +236,7 @@ def test_nearly_full_disk_is_a_clear_error_before_training(tiny_config, runs_dir
     real = shutil.disk_usage
     monkeypatch.setattr(runs.shutil, "disk_usage", lambda p: real(p)._replace(free=50 * 1024**2))
     with pytest.raises(UserError, match="only 50 MB free.*free some space"):
-        train.run(tiny_config())
+        train.fine_tune(tiny_config())
     assert not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
 
 
@@ -292,7 +292,7 @@ def test_safetensors_beside_a_pickle_loads_the_safetensors(trained_run, tmp_path
 ], ids=["negative-epochs", "batch-0", "missing-model-path", "unknown-hub-model"])
 def test_bad_settings_are_refused_before_any_run_folder_exists(tiny_config, runs_dir, overrides, says):
     with pytest.raises(UserError, match=says):
-        train.run(tiny_config(**overrides))
+        train.fine_tune(tiny_config(**overrides))
     assert not runs_dir.exists() or not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
 
 
@@ -300,7 +300,7 @@ def test_a_dataset_without_labels_is_refused_before_any_run_folder_exists(tiny_c
     data = tmp_path / "nolabels.jsonl"
     data.write_text("".join(json.dumps({"text": f"tweet {i}"}) + "\n" for i in range(20)))
     with pytest.raises(UserError, match="no column 'label'.*--label-column"):
-        train.run(tiny_config(dataset=str(data)))
+        train.fine_tune(tiny_config(dataset=str(data)))
     assert not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
 
 

@@ -1,6 +1,11 @@
 import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
+from huggingface_hub import ModelCard
+
+from core.runs import Run
 from finetune.hub import push_run, scrub
 
 
@@ -16,6 +21,7 @@ class FakeHub:
 
     def upload_folder(self, **kw):
         self.calls.append(("upload_folder", kw))
+        self.card = (Path(kw["folder_path"]) / "README.md").read_text()  # the README as it went up
         return SimpleNamespace(oid="abcdef1234567890")
 
 
@@ -48,3 +54,19 @@ def test_push_is_skipped_without_token_or_repo(trained_run, monkeypatch):
 
 def test_scrub():
     assert scrub("bad token hf_abcdefghijklmnop!", None) == "bad token hf_***!"
+
+
+def test_the_pushed_card_names_no_local_path_and_has_the_metrics(trained_run, tiny_model, tiny_dataset):
+    hub = FakeHub()
+    assert push_run(trained_run, "me/tweets", api=hub).state == "pushed"
+    card, metrics = hub.card, Run(trained_run).metrics
+    for path in (tiny_model, tiny_dataset, trained_run):  # local folders of this machine: never in a card
+        assert str(path) not in card and str(Path(path).parent) not in card
+    assert not re.search(r"(^|[\s`'\"(:])(/[\w.-]+/|~/|\.\./|\./)", card), "a path in the card"
+    assert f"`{Path(tiny_model).name}`" in card  # named by its folder name instead
+    data = ModelCard(card).data
+    assert data.base_model is None and data.datasets is None  # local: not Hub ids
+    results = {r.metric_type: r for r in data.eval_results}
+    assert results["accuracy"].metric_value == round(metrics["test"]["accuracy"], 4)
+    assert results["f1"].metric_value == round(metrics["test"]["f1_macro"], 4)
+    assert results["accuracy"].dataset_split == "test" and results["accuracy"].dataset_name == Path(tiny_dataset).name

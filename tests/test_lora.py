@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from finetune import data, train
 from finetune.__main__ import parse_args
-from finetune.config import ConfigError, TrainConfig, from_args
+from finetune.config import ConfigError, TrainConfig
 from core.errors import UserError
 from core.model import load_causal_lm, load_tokenizer
 from inference.classifier import Classifier
@@ -18,7 +18,7 @@ def lora_run(tiny_model, tiny_dataset, tmp_path_factory):
     cfg = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=120, test_size=30,
                       epochs=2, batch_size=8, learning_rate=1e-2, few_shot_k=0, max_length=32, lora=True,
                       lora_r=4, runs_dir=str(tmp_path_factory.mktemp("lora-runs")))
-    result = train.run(cfg)
+    result = train.fine_tune(cfg)
     assert result.state == "done"
     return result
 
@@ -43,14 +43,13 @@ def test_only_adapted_layers_and_head_changed(lora_run, tiny_model):
     changed = {k for k, v in saved.items() if k in base and not torch.equal(v, base[k])}
     assert changed and all("attn.c_attn.weight" in k for k in changed)  # peft's default target for GPT-2
     cfg = TrainConfig.from_dict(json.loads((lora_run.run_dir / "train_config.json").read_text()))
-    initial = train.load_model(TrainConfig.from_dict({**cfg.to_dict(), "lora": False}), load_tokenizer(cfg.base_model))
+    initial = train.model_to_train(TrainConfig.from_dict({**cfg.to_dict(), "lora": False}), load_tokenizer(cfg.base_model))
     assert not torch.equal(saved["score.weight"], initial.score.weight)  # the head was trained (modules_to_save)
     assert lora_run.metrics["forgetting"]["tuned_perplexity"] > 0
 
 
 def test_lora_options_come_from_the_config(tiny_config):
-    cfg = from_args(parse_args(["--lora", "--lora-r", "4", "--lora-alpha", "8", "--lora-target-modules",
-                                "c_attn,c_proj"]))
+    cfg, _ = parse_args(["--lora", "--lora-r", "4", "--lora-alpha", "8", "--lora-target-modules", "c_attn,c_proj"])
     assert (cfg.lora, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules) == (True, 4, 8, "c_attn,c_proj")
     with pytest.raises(ConfigError, match="lora_r"):
         tiny_config(lora=True, lora_r=0).validate()
@@ -61,4 +60,4 @@ def test_lora_options_come_from_the_config(tiny_config):
 def test_lora_with_unknown_target_modules_is_a_user_error(tiny_config):
     cfg = tiny_config(lora=True, lora_target_modules="no_such_layer")
     with pytest.raises(UserError, match="lora-target-modules"):
-        train.load_model(cfg, load_tokenizer(cfg.base_model))
+        train.model_to_train(cfg, load_tokenizer(cfg.base_model))

@@ -84,7 +84,7 @@ def test_a_hub_error_quoting_the_token_while_loading_data_is_scrubbed(token, tin
         raise OSError(f"401 Client Error for {name}: invalid token {token}")
     monkeypatch.setattr(data, "load_dataset", leaky_load_dataset)
     with pytest.raises(UserError) as caught:
-        train.run(tiny_config(dataset="someone/private-tweets"))
+        train.fine_tune(tiny_config(dataset="someone/private-tweets"))
     _assert_clean(str(caught.value), "the error message")
     assert "cannot load dataset" in str(caught.value)
 
@@ -95,7 +95,7 @@ def test_a_failure_mid_run_quoting_the_token_is_scrubbed_in_the_run_folder(token
         raise RuntimeError(f"remote tokenizer refused token {token}")
     monkeypatch.setattr(train.data, "tokenize", leaky_tokenize)
     with pytest.raises(RuntimeError):
-        train.run(tiny_config())
+        train.fine_tune(tiny_config())
     (failed,) = [p for p in runs_dir.iterdir() if p.name.endswith(".partial")]
     assert "failed" in (failed / "status.json").read_text()
     _assert_folder_clean(runs_dir)

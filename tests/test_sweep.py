@@ -36,7 +36,7 @@ def no_test_split(monkeypatch):
 def test_sweep_chooses_on_validation_without_touching_test(tiny_config, no_test_split):
     cfg = tiny_config(train_size=90, max_length=24)
     events = []
-    result = sweep.run(cfg, sweep.parse_grid("learning_rate=1e-4,5e-3 epochs=1"), on_event=events.append)
+    result = sweep.search(cfg, sweep.parse_grid("learning_rate=1e-4,5e-3 epochs=1"), on_event=events.append)
     assert [r["learning_rate"] for r in result.rows] == [1e-4, 5e-3]
     assert all(0 <= r["val_accuracy"] <= 1 and r["val_loss"] > 0 for r in result.rows)
     best = max(result.rows, key=lambda r: r["val_f1_macro"])
@@ -64,7 +64,7 @@ def test_parse_grid_and_its_errors(tiny_config):
 
 def test_sweep_needs_a_validation_split(tiny_config):
     with pytest.raises(sweep.UserError, match="validation"):
-        sweep.run(tiny_config(validation_share=0), {"epochs": ["1"]})
+        sweep.search(tiny_config(validation_share=0), {"epochs": ["1"]})
 
 
 def test_cli_sweep_then_train_best_tests_once(tiny_model, tiny_dataset, runs_dir, capsys):

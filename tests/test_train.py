@@ -50,7 +50,7 @@ def test_best_checkpoint_is_kept(trained_run):
 
 def test_events_reach_the_listener(tiny_config):
     events = []
-    result = train.run(tiny_config(), on_event=events.append)
+    result = train.fine_tune(tiny_config(), on_event=events.append)
     assert result.state == "done"
     progress = [e for e in events if e["event"] == "progress"]
     assert progress[-1]["step"] == progress[-1]["total_steps"] > 0
@@ -59,14 +59,14 @@ def test_events_reach_the_listener(tiny_config):
 
 
 def test_stop_flag_ends_training_and_keeps_latest(tiny_config, runs_dir):
-    first = train.run(tiny_config())
+    first = train.fine_tune(tiny_config())
     stop = threading.Event()
 
     def stop_at_step_2(event):
         if event["event"] == "progress" and event["step"] >= 2:
             stop.set()
 
-    result = train.run(tiny_config(epochs=20), on_event=stop_at_step_2, stop=stop)
+    result = train.fine_tune(tiny_config(epochs=20), on_event=stop_at_step_2, stop=stop)
     assert result.state == "stopped"
     status = Run(result.run_dir).status
     assert status["state"] == "stopped" and status["step"] < status["total_steps"]
@@ -75,14 +75,14 @@ def test_stop_flag_ends_training_and_keeps_latest(tiny_config, runs_dir):
 
 
 def test_crash_mid_run_leaves_latest_unchanged(tiny_config, runs_dir):
-    first = train.run(tiny_config())
+    first = train.fine_tune(tiny_config())
 
     def crash(event):
         if event["event"] == "eval":
             raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError, match="power cut"):
-        train.run(tiny_config(), on_event=crash)
+        train.fine_tune(tiny_config(), on_event=crash)
     assert latest(runs_dir).id == first.run_id
     failed = [r for r in list_runs(runs_dir) if r.state == "failed"]
     assert len(failed) == 1 and "power cut" in failed[0].status["message"]
@@ -90,9 +90,9 @@ def test_crash_mid_run_leaves_latest_unchanged(tiny_config, runs_dir):
 
 def test_bad_settings_fail_before_any_run_folder(tiny_config, runs_dir, tmp_path):
     with pytest.raises(UserError, match="epochs"):
-        train.run(tiny_config(epochs=-1))
+        train.fine_tune(tiny_config(epochs=-1))
     with pytest.raises(UserError, match="not a model folder"):
-        train.run(tiny_config(base_model=str(tmp_path)))
+        train.fine_tune(tiny_config(base_model=str(tmp_path)))
     with pytest.raises(UserError, match="no column"):
-        train.run(tiny_config(label_column="stars"))
+        train.fine_tune(tiny_config(label_column="stars"))
     assert list_runs(runs_dir) == []
