@@ -241,13 +241,11 @@ def check_settings(cfg: TrainConfig):
     cfg.validate()
     check_source(cfg.base_model)
     path = Path(cfg.dataset).expanduser()
-    prepared = None
-    if path.exists():
-        prepared = train.prepare_data(cfg)  # a file type it cannot read, no train split, no usable rows ...
-    elif looks_like_path(cfg.dataset):
+    if looks_like_path(cfg.dataset) and not path.exists():
         raise UserError(f"dataset {cfg.dataset!r} does not exist: check the path")
-    else:
+    if not path.exists():
         check_on_hub("dataset", cfg.dataset)
     check_on_hub("model", cfg.base_model)
     check_writable(cfg.runs_dir)
-    return prepared
+    # a file type it cannot read, no train split, no usable rows ...
+    return train.prepare_data(cfg) if path.exists() else None

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from core import runs
+from finetune import data
 from finetune.jobs import TrainingJob
 
 
@@ -36,7 +37,9 @@ class FakeHub:
         return SimpleNamespace(oid="0123456789abcdef")
 
 
-def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, runs_dir):
+def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, runs_dir, monkeypatch):
+    loads, load_splits = [], data.load_splits
+    monkeypatch.setattr(data, "load_splits", lambda *a, **kw: loads.append(a) or load_splits(*a, **kw))
     done, hub = [], FakeHub()
     job = TrainingJob(runs_dir, on_done=done.append, hub_api=hub)
     assert job.status()["state"] == "idle"
@@ -52,6 +55,7 @@ def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, run
     assert status["step"] == status["total_steps"] > 0
     assert status["metrics"]["test"]["n"] == 30 and "baseline" in status["metrics"]
     assert status["data_report"]["sizes"]["train"] == 120
+    assert len(loads) == 1  # the settings check loaded the dataset; the run used what it prepared
     assert status["push"]["state"] == "pushed" and status["push"]["url"].endswith("someone/tweets")
     assert hub.uploads == [("someone/tweets", str(runs_dir / run_id))]
     assert [r.run_id for r in done] == [run_id]  # on_done ran (the app switches Classify to it)
