@@ -50,10 +50,12 @@ def first_line(exc: BaseException) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
-def check_on_hub(kind: str, repo_id: str) -> None:
+def check_on_hub(kind: str, repo_id: str):
     """For a `kind` ("model" or "dataset") that is not a local path (those pass): a malformed Hub id, one that does not
     exist, or an unreachable Hub raise a UserError at once (loading would retry for a minute first).
-    Cached repos, offline mode and other answers (gated, server errors) are left to the loading."""
+    Cached repos, offline mode and other answers (gated, server errors) are left to the loading.
+    Returns the Hub's answer (model_info / dataset_info) when it asked, so that a caller need not ask
+    again (e.g. for the revision to pin); None otherwise."""
     if Path(repo_id).expanduser().exists():
         return  # a local path: nothing to ask the Hub
     try:
@@ -63,9 +65,9 @@ def check_on_hub(kind: str, repo_id: str) -> None:
                         f"('name' or 'owner/name'): check it") from None
     cached = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo_id.replace('/', '--')}"
     if constants.HF_HUB_OFFLINE or cached.is_dir():
-        return
+        return None
     try:
-        (model_info if kind == "model" else dataset_info)(repo_id, timeout=10)
+        return (model_info if kind == "model" else dataset_info)(repo_id, timeout=10)
     except RepositoryNotFoundError:
         raise UserError(f"{kind} {repo_id!r} is neither a local path nor a repo on the Hub: check the name "
                         f"(a private repo needs HF_TOKEN)") from None

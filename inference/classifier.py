@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub import model_info
 
 from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
 from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, load_classifier, load_tokenizer, predict_proba,
-                        set_threads,
-                            shared_start_logits)
+                        set_threads, shared_start_logits)
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
@@ -206,7 +206,6 @@ def _trained_max_length(path: Path) -> int:
 def _hub_revision(repo_id: str) -> str | None:
     """The commit a Hub repo is at now; None when the Hub cannot be asked (loading then reports why)."""
     try:
-        from huggingface_hub import model_info
         return model_info(repo_id, timeout=10).sha
     except Exception:
         return None

@@ -3,12 +3,15 @@
 `find_model` picks, in order: the run chosen in the runs folder (the newest complete one unless one
 is pinned), else the Hub repo `hub_model_id`, else the base model by few-shot prompting. `ModelServer`
 holds the current model; a request takes a reference and keeps it to the end, so a swap never breaks
-one in flight.
+one in flight. It is also the one loading state machine: `load_soon()` loads in the background (from
+the Hub that can mean a download), `get()` waits up to `wait_s` for it, and when nothing serves, a
+request after `retry_s` starts another load (a Hub that was down at start-up may be back).
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from core.errors import UserError, check_on_hub
@@ -34,6 +37,10 @@ class NoModel(UserError):
     """Nothing could be loaded; the message says what to set."""
 
 
+class ModelLoading(NoModel):
+    """The model is still loading: try again in a moment."""
+
+
 def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "", k: int = 4,
                precision: str = "fp32") -> SentimentModel:
     reasons = []
@@ -46,9 +53,9 @@ def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "
             log.warning("cannot serve run %s, trying the next one: %s", run.id, exc)
             reasons.append(f"run {run.id}: {exc}")
     if hub_model_id:
-        try:
-            check_on_hub("model", hub_model_id)
-            return Classifier.load(hub_model_id, precision=precision)
+        try:  # one model_info call per load: check_on_hub's answer pins the revision too
+            info = check_on_hub("model", hub_model_id)
+            return Classifier.load(hub_model_id, precision=precision, revision=getattr(info, "sha", None))
         except UserError as exc:
             reasons.append(f"Hub repo {hub_model_id}: {exc}")
     if base_model:
@@ -66,13 +73,16 @@ class ModelServer:
     """Holds the model that serves; `refresh()` switches to a newer run when one appears."""
 
     def __init__(self, runs_dir: str | Path, hub_model_id: str = "", base_model: str = "",
-                 precision: str = ""):
+                 precision: str = "", wait_s: float = 30.0, retry_s: float = 60.0):
         self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
         # fp32 unless SERVING_PRECISION says bf16 or int8 (README "Speed": faster, but labels can change)
         self.precision = precision or Settings.from_env().serving_precision or "fp32"
+        self.wait_s, self.retry_s = wait_s, retry_s
         self._model: SentimentModel | None = None
         self._error = ""
-        self._swap_lock = threading.Lock()
+        self._swap_lock, self._load_lock = threading.Lock(), threading.Lock()
+        self._loaded = threading.Event()
+        self._load_started: float | None = None  # monotonic time of the last load_soon(); None: never
 
     @property
     def model(self) -> SentimentModel | None:
@@ -82,14 +92,37 @@ class ModelServer:
     def error(self) -> str:
         return self._error
 
-    def get(self) -> SentimentModel:
-        """The model to answer one request with (load lazily); raises NoModel with what to set."""
+    def load_soon(self) -> None:
+        """Load what should serve in a background thread, unless a load is under way."""
+        with self._load_lock:
+            if self._load_started is not None and not self._loaded.is_set():
+                return
+            self._loaded.clear()
+            self._load_started = time.monotonic()
+        threading.Thread(target=self._load, name="model-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._loaded.set()
+
+    def get(self, wait_s: float | None = None) -> SentimentModel:
+        """The model to answer one request with. The first call starts loading; a request waits up to
+        `wait_s` for it (ModelLoading after that), then raises NoModel with what to set when nothing
+        can serve, starting another load when the last one is over `retry_s` old."""
+        model = self._model
+        if model is not None:
+            return model
+        if self._load_started is None:
+            self.load_soon()
+        if not self._loaded.wait(self.wait_s if wait_s is None else wait_s):
+            raise ModelLoading("the model is still loading: try again in a moment")
         model = self._model
         if model is None:
-            self.refresh()
-            model = self._model
-            if model is None:
-                raise NoModel(self._error)
+            if time.monotonic() - self._load_started > self.retry_s:
+                self.load_soon()
+            raise NoModel(self._error or "no model to serve yet")
         return model
 
     def refresh(self) -> bool:

@@ -16,9 +16,14 @@ import pytest
 from gradio_client import Client, handle_file
 
 import app as app_module
-from finetune.config import TrainConfig
-from core.labels import LABELS
 from core.errors import UserError
+from core.labels import LABELS
+from core.runs import Run
+from finetune.config import TrainConfig
+from web import views
+from web.backend import check_tweet
+from web.batch import read_tweets
+from web.limits import MAX_BATCH_ROWS
 
 
 @contextlib.contextmanager
@@ -103,7 +108,8 @@ def test_train_through_the_api_then_classify_with_the_new_run_and_after_a_restar
         assert status["state"] == "done", status
         assert status["step"] == status["total_steps"] > 0
         assert {"accuracy", "f1_macro", "confusion_matrix"} <= set(status["metrics"]["test"])
-        assert status["metrics"]["baseline"]["accuracy"] >= 0
+        assert status["metrics"]["baseline"]["n"] == status["metrics"]["test"]["n"] == 30  # scored on the same test rows
+        assert 0 <= status["metrics"]["baseline"]["accuracy"] <= 1
 
         after = client.predict(text="so happy today, love it", api_name="/classify")
         assert_prediction(after)
@@ -135,7 +141,8 @@ BAD_TEXTS = [("", "empty"), ("   \n\t", "empty"), ("x" * 1_000_000, "limit is 2,
 BAD_SETTINGS = [({"epochs": -1}, "epochs must be > 0"), ({"epochs": "many"}, "not a valid float"),
                 ({"train_size": -5}, "size"), ({"learning_rate": 5}, "learning_rate"),
                 ({"batch_size": 0}, "batch_size"), ({"max_length": 2}, "max_length"),
-                ({"base_model": "/no/such/model"}, "does not exist"), ({"dataset": "/no/such/data"}, "does not exist"),
+                ({"base_model": "/no/such/model"}, "not accepted from the web"),
+                ({"dataset": "/no/such/data"}, "not accepted from the web"),
                 ({"hub_model_id": "no slash"}, "user/name"), ({"precision": "fp8"}, "precision"),
                 ({"epochs": [1, 2]}, "epochs"), ({"group_by_length": "maybe"}, "true/false"),
                 ({"base_model": "bad\x00name"}, "valid Hub id"), ({"dataset": "a b c"}, "valid Hub id")]
@@ -162,7 +169,7 @@ def test_classify_a_file_of_tweets(shared_app, tmp_path):
     upload = tmp_path / "tweets.csv"
     upload.write_text('id,text\n1,I love this\n2,""\n3,"<b>markup</b>, commas"\n4,worst day ever\n')
     too_many = tmp_path / "many.txt"
-    too_many.write_text("a tweet\n" * (app_module.MAX_BATCH_ROWS + 1))
+    too_many.write_text("a tweet\n" * (MAX_BATCH_ROWS + 1))
     client, backend, url = shared_app
     path, note = client.predict(handle_file(str(upload)), api_name="/classify_file")
     rows = list(csv.DictReader(open(path)))
@@ -199,40 +206,38 @@ def test_admin_users_guard_retrain_stop_and_push(defaults):
 
 def test_views_of_a_finished_run(trained_run, runs_dir):
     shutil.copytree(trained_run, runs_dir / trained_run.name)
-    run = app_module.Run(runs_dir / trained_run.name)
-    loss, scores = app_module.curves(run.history())
+    run = Run(runs_dir / trained_run.name)
+    loss, scores = views.curves(run.history())
     assert len(loss) and set(scores["series"]) == {"accuracy", "macro-F1"}
-    table = app_module.runs_table(runs_dir)
+    table = views.runs_table(runs_dir)
     assert table.loc[0, "run"] == run.id and "latest" in table.loc[0, ""]
     assert table.loc[0, "accuracy"] == round(run.metrics["test"]["accuracy"], 3)
-    assert list(app_module.confusion(run.metrics).columns) == ["true \\ predicted", *LABELS]
-    assert len(app_module.before_after(run.metrics)) == 2
-    assert not app_module.model_card(run).startswith("---")
-    assert "validation @ step" in app_module.event_log(run.history())
+    assert list(views.confusion(run.metrics).columns) == ["true \\ predicted", *LABELS]
+    assert len(views.before_after(run.metrics)) == 2
+    assert not views.model_card(run).startswith("---")
+    assert "validation @ step" in views.event_log(run.history())
 
 
 def test_tweet_checks():
-    from core.errors import UserError
-
-    assert app_module.check_tweet("fine") == "fine"
+    assert check_tweet("fine") == "fine"
     for text, words in [("\ud83d half an emoji", "not valid Unicode"), ("y" * 2_001, "limit is 2,000"),
                         (" ", "empty"), (b"bytes", "expected text")]:
         with pytest.raises(UserError, match=words):
-            app_module.check_tweet(text)
+            check_tweet(text)
 
 
 def test_user_text_is_shown_as_text_never_as_markup():
-    shown = app_module.as_text("<img src=x onerror=alert(1)> **bold** [link](http://x)")
+    shown = views.as_text("<img src=x onerror=alert(1)> **bold** [link](http://x)")
     assert "<img" not in shown and "&lt;img" in shown
     assert "**" not in shown.replace("\\*", "") and "\\[link\\]" in shown
-    assert app_module.as_text("y" * 500).endswith("…")
+    assert views.as_text("y" * 500).endswith("…")
 
 
 def test_csv_columns_are_found_by_name_or_refused(tmp_path):
     def read(name, content):
         path = tmp_path / name
         path.write_text(content)
-        return app_module.read_tweets(path)
+        return read_tweets(path)
 
     assert read("a.csv", "ID,Tweet\n1,hello there\n2,bye now\n") == ["hello there", "bye now"]
     assert read("b.csv", "good morning all\nawful traffic\n") == ["good morning all", "awful traffic"]  # no header

@@ -1,13 +1,17 @@
-"""A real browser (Debian's Chromium, headless, driven by Playwright) on the app: click Retrain, wait
-for the job to finish in the page, type a tweet in the chat and see a sentiment reply. Screenshots of
-each tab go to pytest's tmp folder. Skips where /usr/bin/chromium is absent (`apt-get install chromium`)."""
+"""A real browser (Debian's Chromium, headless, driven by Playwright) on the app: the Classify tab comes
+first and says what serves; click Retrain, wait for the job to finish in the page, type a tweet in the
+chat and see a sentiment reply, the probability bars and the Why highlights (one model call), save a
+correction and see it waiting in the Train tab. Screenshots of each tab go to pytest's tmp folder
+(SCREENSHOTS=folder keeps them elsewhere). Skips where /usr/bin/chromium is absent (`apt-get install chromium`)."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from finetune import corrections
 from test_app import serve, tiny_defaults
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,37 +31,84 @@ def browser():
         browser.close()
 
 
-def test_retrain_then_chat_in_the_browser(browser, tiny_model, tiny_dataset, runs_dir, tmp_path):
+def test_retrain_then_chat_in_the_browser(browser, tiny_model, tiny_dataset, runs_dir, tmp_path, monkeypatch):
     from playwright.sync_api import expect
 
+    shots = Path(os.environ.get("SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     with serve(tiny_defaults(tiny_model, tiny_dataset, runs_dir)) as (client, backend, url):
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url)
+        tabs = page.get_by_role("tab")
+        expect(tabs).to_have_count(3)
+        assert [t.strip() for t in tabs.all_inner_texts()] == ["Classify", "Train", "Runs"]
+        expect(page.get_by_text("base model, not fine-tuned yet: retrain in the Train tab")).to_be_visible(
+            timeout=30_000)  # the first thing a visitor sees: what serves and how good it is
+        page.screenshot(path=str(shots / "first.png"), full_page=True)
 
+        page.get_by_role("tab", name="Train").click()
         page.get_by_role("button", name=re.compile("Retrain")).click()
         expect(page.locator(".job-line")).to_contain_text("done", timeout=120_000)
         run_id = backend.job.status()["run_id"]
         expect(page.locator(".job-line")).to_contain_text(run_id)
         expect(page.get_by_text("Confusion matrix (rows: true label)")).to_be_visible()
-        page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+        page.screenshot(path=str(shots / "train.png"), full_page=True)
 
         second = browser.new_page()  # another browser tab: the state lives in the server, not the page
         second.goto(url)
+        second.get_by_role("tab", name="Train").click()
         expect(second.locator(".job-line")).to_contain_text(f"done · run {run_id}", timeout=30_000)
         second.close()
 
         page.get_by_role("tab", name="Classify").click()
+        accuracy = backend.model_info()["test_accuracy"]
+        expect(page.get_by_text(f"test accuracy {accuracy:.1%}")).to_be_visible(timeout=15_000)
+        calls = count_model_calls(backend, monkeypatch)
         box = page.get_by_placeholder("Type a tweet and press Enter")
         box.fill("<b>so happy</b> today, love it")
         box.press("Enter")
         reply = page.locator(".message-row").filter(has_text=run_id).last
         expect(reply).to_contain_text(re.compile("negative|neutral|positive"), timeout=30_000)
-        expect(page.get_by_text("<b>so happy</b> today, love it")).to_be_visible()  # markup shown as text
+        expect(page.get_by_test_id("user").get_by_text("<b>so happy</b> today, love it")).to_be_visible()  # as text
+        label = re.search("negative|neutral|positive", reply.inner_text()).group()
+        why = page.get_by_test_id("highlighted-text")  # the Why panel: the same label, each word highlighted
+        expect(why.get_by_test_id("block-label")).to_contain_text(f"Why {label}: “", timeout=15_000)
+        words = why.get_by_test_id("highlighted-text:textfield").locator("span.highlighted")
+        expect(words).to_have_count(len("<b>so happy</b> today, love it".split()))  # each word has its colour
+        expect(words.filter(has_text="happy")).to_have_count(1)
+        expect(page.locator(".output-class")).to_have_text(label)  # the probability bars: the same answer
+        assert calls == [1], f"one chat message ran the model {calls} times"
+        page.screenshot(path=str(shots / "classify.png"), full_page=True)
+
+        other = next(l for l in ("negative", "neutral", "positive") if l != label)
+        page.get_by_role("radio", name=other, exact=True).check()
+        page.get_by_role("button", name="Save the correction").click()
+        expect(page.get_by_text(f"this tweet is {other}")).to_be_visible(timeout=15_000)
+        page.get_by_role("tab", name="Train").click()
+        expect(page.get_by_text(re.compile(r"1\s*correction\(s\) from the chat are waiting"))).to_be_visible(
+            timeout=15_000)
+        page.screenshot(path=str(shots / "correction.png"), full_page=True)
+        [saved] = corrections.load(runs_dir)
+        assert (saved.text, saved.model_label, saved.corrected_label) == ("<b>so happy</b> today, love it", label, other)
+
+        page.get_by_role("tab", name="Classify").click()
         box.fill("   ")
         box.press("Enter")
         expect(page.get_by_text("the text is empty")).to_be_visible()
-        page.screenshot(path=str(tmp_path / "classify.png"), full_page=True)
 
         page.get_by_role("tab", name="Runs").click()
         expect(page.get_by_role("grid", name="Runs (newest first)")).to_contain_text(run_id)
-        page.screenshot(path=str(tmp_path / "runs.png"), full_page=True)
+        page.screenshot(path=str(shots / "runs.png"), full_page=True)
+
+
+def count_model_calls(backend, monkeypatch) -> list[int]:
+    """[n]: how many times the serving model was asked (classify or classify_variants) from now on."""
+    model, calls = backend.server.model, [0]
+    for name in ("classify", "classify_variants"):
+        real = getattr(model, name)
+
+        def counted(*args, _real=real, **kwargs):
+            calls[0] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(model, name, counted)
+    return calls

@@ -1,5 +1,7 @@
 import shutil
 import threading
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from conftest import make_tweets
 from core.errors import UserError
 from core.runs import RunWriter
-from inference import Classifier, InputError, ModelServer, NoModel
+from inference import Classifier, InputError, ModelLoading, ModelServer, NoModel, find_model
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +100,46 @@ def test_server_serves_latest_and_switches_without_failing_requests(trained_run,
 def test_nothing_to_serve_says_what_to_set(runs_dir):
     with pytest.raises(NoModel, match="BASE_MODEL"):
         ModelServer(runs_dir, base_model="gpt2").get()
+
+
+def test_server_loads_in_the_background_waits_then_retries(runs_dir, monkeypatch):
+    """One state machine: a request waits up to wait_s for the load under way; when nothing could load,
+    a request after retry_s starts another load (a Hub that was down may be back)."""
+    import inference.serving as serving
+
+    release, answers, stub = threading.Event(), [NoModel("the Hub is down")], SimpleNamespace(name="m", source="s")
+
+    def find(*args, **kwargs):
+        assert release.wait(10)
+        answer = answers.pop(0) if answers else stub
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(serving, "find_model", find)
+    server = ModelServer(runs_dir, hub_model_id="someone/repo", wait_s=0.05, retry_s=0.0)
+    with pytest.raises(ModelLoading, match="still loading"):
+        server.get()  # the first request starts the load and waits for it, briefly
+    release.set()
+    with pytest.raises(NoModel, match="the Hub is down") as failed:
+        server.get(wait_s=5)
+    assert not isinstance(failed.value, ModelLoading)
+    deadline = time.monotonic() + 5  # that request started another load, which now succeeds
+    while server.model is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert server.get() is stub
+
+
+def test_a_hub_repo_is_asked_once_per_load(runs_dir, monkeypatch):
+    import core.errors
+    import inference.classifier as classifier
+
+    asked, loaded = [], []
+    info = SimpleNamespace(sha="0123456789abcdef")
+    monkeypatch.setattr(core.errors.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(core.errors, "model_info", lambda repo, timeout: asked.append(repo) or info)
+    monkeypatch.setattr(classifier, "model_info", lambda repo, timeout: asked.append(repo) or info)
+    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, source, precision, revision=None:
+                                                        loaded.append(revision) or SimpleNamespace(source=source)))
+    find_model(runs_dir, hub_model_id="someone/tweet-sentiment")
+    assert asked == ["someone/tweet-sentiment"] and loaded == [info.sha]

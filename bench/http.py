@@ -1,0 +1,93 @@
+"""python -m bench.http [--model PATH] [--requests 200] [--json FILE]
+
+One tweet at a time, one client, loopback: p50 latency of the model alone (inference.Classifier in this
+process), of the JSON API (`POST /api/classify`) and of the chat path (`/classify` through gradio_client),
+the last two against `python app.py` serving the same model (a plain checkpoint folder given as
+HUB_MODEL_ID, in a fresh runs folder). Printed side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+
+from bench import ROOT, default_model
+from inference import Classifier
+from scripts.load_test import TWEETS, client
+
+
+def p50_ms(call, n: int, warmup: int = 10) -> float:
+    for i in range(warmup):
+        call(TWEETS[i % len(TWEETS)])
+    times = []
+    for i in range(n):
+        started = time.perf_counter()
+        call(TWEETS[i % len(TWEETS)])
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 1)
+
+
+def start_app(model: str, runs_dir: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RUNS_DIR": runs_dir, "HUB_MODEL_ID": model, "BASE_MODEL": model,
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "health", timeout=2).json()["model_loaded"]:
+                return app, url
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.3)
+    app.kill()
+    raise SystemExit("the app did not come up with a model in 180 s")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=default_model())
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args(argv)
+    model = Classifier.load(args.model)
+    alone = p50_ms(lambda t: model.classify(t), args.requests)
+    del model
+    app, url = start_app(args.model, tempfile.mkdtemp(prefix="bench-http-"))
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            def post(text):
+                assert http.post("api/classify", json={"text": text}).json()["label"]
+            api = p50_ms(post, args.requests)
+        chat = client(url)
+        gradio = p50_ms(lambda t: chat.predict(t, api_name="/classify"), args.requests)
+        chat.close()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    result = {"model": args.model, "requests": args.requests, "model_p50_ms": alone, "api_classify_p50_ms": api,
+              "api_overhead_ms": round(api - alone, 1), "gradio_classify_p50_ms": gradio}
+    print(f"{'one tweet, p50 (ms)':<34}{'model alone':>12}{'POST /api/classify':>20}{'gradio /classify':>18}")
+    print(f"{os.path.basename(args.model):<34}{alone:>12}{api:>20}{gradio:>18}")
+    print(f"JSON API overhead over the model: {api - alone:+.1f} ms")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

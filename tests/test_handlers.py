@@ -1,0 +1,55 @@
+"""The page's handlers without a browser (web/handlers.py): one model call per chat message fills every
+panel; the correction stores the label the person saw; the live view sends only what changed."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from core.settings import Settings
+from finetune import corrections
+from finetune.config import TrainConfig
+from web import handlers
+from web.backend import Backend
+
+
+@pytest.fixture
+def backend(trained_run, tiny_model, tiny_dataset, runs_dir):
+    shutil.copytree(trained_run, runs_dir / trained_run.name)
+    defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir))
+    backend = Backend(defaults, settings=Settings())
+    backend.model()  # loaded
+    return backend
+
+
+def test_one_chat_message_is_one_model_call_and_fills_every_panel(backend, monkeypatch, trained_run):
+    model, calls = backend.server.model, []
+    for name in ("classify", "classify_variants"):
+        real = getattr(model, name)
+        monkeypatch.setattr(model, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    out = handlers.chat(backend, "so happy and glad today", [])
+    assert calls == ["classify_variants"]
+    seen = out["last_reply"]
+    assert seen == {"text": "so happy and glad today", "label": max(out["label"], key=out["label"].get),
+                    "model": trained_run.name}
+    assert out["message"] == "" and f"**{seen['label']}**" in out["chatbot"][-1]["content"]
+    scored = [p["token"] for p in out["why"].value if p["class_or_confidence"] is not None]
+    assert scored == "so happy and glad today".split()  # every word highlighted
+
+    other = next(l for l in ("negative", "neutral", "positive") if l != seen["label"])
+    saved = handlers.correct(backend, seen, other)
+    assert "1 correction\\(s\\) waiting" in saved["correct_note"] and "**1**" in saved["waiting"]  # Markdown-escaped
+    [stored] = corrections.load(backend.runs_dir)
+    assert (stored.model_label, stored.corrected_label) == (seen["label"], other)
+    assert handlers.correct(backend, None, other)["correct_note"] == "Classify a tweet first."
+
+
+def test_a_bad_message_is_answered_in_words_and_clears_the_panels(backend):
+    out = handlers.chat(backend, "   ", [])
+    assert "empty" in out["chatbot"][-1]["content"] and out["why"] is None and out["last_reply"] is None
+
+
+def test_the_live_view_sends_only_the_progress_when_nothing_changed(backend):
+    first = handlers.live(backend, None)
+    assert {"progress", "loss_plot", "scores", "seen"} <= set(first)
+    assert set(handlers.live(backend, first["seen"])) == {"progress"}

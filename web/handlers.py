@@ -1,0 +1,134 @@
+"""What each page event does: `handler(backend, *inputs)` → {component name: new value}, for the
+components it changes and no others (app.py names the components and maps names to them, so that a
+handler's outputs can never be miscounted). Callable without a browser: the tests do."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gradio as gr
+
+from core.errors import UserError
+from core.runs import Run
+
+from . import views
+from .backend import Backend
+from .batch import classify_file as write_predictions
+
+
+def chat(backend: Backend, text, history) -> dict:
+    """One chat message, one model call: the reply, the probability bars, the Why highlights, and the
+    label the person saw (kept for a correction) all come from the same explanation."""
+    history = list(history or [])
+    if isinstance(text, str) and text.strip():
+        history.append({"role": "user", "content": views.as_text(text)})
+    cleared = {"message": "", "right_label": None, "correct_note": ""}
+    try:
+        ex, name = backend.explain(text)
+    except UserError as exc:
+        history.append({"role": "assistant", "content": f"⚠️ {views.as_text(exc, 600)}"})
+        return {**cleared, "chatbot": history, "label": None, "why": None, "last_reply": None,
+                "answered_by": views.serving_md(backend.model_info())}
+    history.append({"role": "assistant", "content": views.reply(ex.label, ex.scores, name)})
+    why = gr.HighlightedText(ex.highlighted(), label=f"Why {ex.label}: “{ex.span}” carries it "
+                             f"(red: for the label, purple: against)")
+    return {**cleared, "chatbot": history, "label": ex.scores, "why": why,
+            "last_reply": {"text": ex.text, "label": ex.label, "model": name},
+            "answered_by": f"Answered by **{views.as_text(name)}**"}
+
+
+def correct(backend: Backend, last: dict | None, right: str | None) -> dict:
+    """Store the correction of the reply the person saw (the chat's last_reply)."""
+    if not last:
+        note = "Classify a tweet first."
+    elif not right:
+        note = "Pick the right label first."
+    else:
+        try:
+            note = "✅ " + views.as_text(backend.correct(last["text"], last["label"], right, last["model"]), 600)
+        except UserError as exc:
+            note = f"⚠️ {views.as_text(exc, 600)}"
+    return {"correct_note": note, "waiting": views.waiting_md(backend.runs_dir)}
+
+
+def serving(backend: Backend) -> dict:
+    return {"serving_note": views.serving_md(backend.model_info())}
+
+
+def classify_file(backend: Backend, path) -> dict:
+    if not path:
+        return {"download": None, "batch_note": "Upload a .csv or .txt file first."}
+    try:
+        out, note = write_predictions(backend.model(), Path(path))
+    except UserError as exc:
+        return {"download": None, "batch_note": f"⚠️ {exc}"}  # a Textbox: shown as text
+    return {"download": str(out), "batch_note": note}
+
+
+def upload_dataset(backend: Backend, path) -> dict:
+    """A training file from the Train tab: copied into the data folder, and named as the dataset."""
+    if not path:
+        return {}
+    target = backend.data_dir / "uploads" / Path(path).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return {"dataset": str(target), "action_note": f"📄 training on {views.as_text(target.name)} when you retrain"}
+
+
+def _note(result: dict, icon: str) -> str:
+    return (icon if result["accepted"] else "⚠️ ") + views.as_text(result["message"], 600)
+
+
+def retrain(backend: Backend, profile, names, values) -> dict:
+    return {"action_note": _note(backend.train(dict(zip(names, values)), profile), "✅ ")}
+
+
+def stop(backend: Backend, profile) -> dict:
+    return {"action_note": _note(backend.stop(profile), "⏹ ")}
+
+
+def push(backend: Backend, profile) -> dict:
+    return {"action_note": _note(backend.push_again(profile), "⏳ ")}
+
+
+def live(backend: Backend, seen) -> dict:
+    """The Train tab's live view; plots and results only when something changed since this page's last poll."""
+    status, events = backend.job.status(), backend.job.events()
+    key = (status.get("run_id"), status["state"], len(events), (status.get("push") or {}).get("state"))
+    if key == seen:
+        return {"progress": views.progress_html(status)}
+    loss, val = views.curves(events)
+    metrics, push_result = status.get("metrics"), status.get("push")
+    return {"progress": views.progress_html(status), "plots_box": gr.Row(visible=bool(len(loss) or len(val))),
+            "loss_plot": loss, "eval_plot": val, "log_box": views.event_log(events),
+            "result_box": gr.Column(visible=bool(metrics or push_result)), "scores": views.before_after(metrics),
+            "matrix": views.confusion(metrics), "report": views.data_report_md(status.get("data_report")),
+            "pushed": views.push_md(push_result, status.get("hub_model_id") or backend.defaults.hub_model_id),
+            "seen": key}
+
+
+def show_runs(backend: Backend) -> dict:
+    done = views.finished_runs(backend.runs_dir)
+    return {"table": views.runs_table(backend.runs_dir),
+            "picked": gr.Dropdown(choices=done, value=done[0] if done else None)}
+
+
+def show_run(backend: Backend, run_id) -> dict:
+    if not run_id:
+        return {"run_box": gr.Column(visible=False), "run_loss": None, "run_eval": None, "run_scores": None,
+                "card": ""}
+    run = Run(backend.runs_dir / run_id)
+    loss, val = views.curves(run.history())
+    return {"run_box": gr.Column(visible=True), "run_loss": loss, "run_eval": val,
+            "run_scores": views.before_after(run.metrics), "card": views.model_card(run)}
+
+
+def serve(backend: Backend, profile, run_id) -> dict:
+    """Pin a run (None: the newest) as the one Classify serves."""
+    note = views.as_text(backend.serve(run_id, profile), 600) if run_id else "Pick a run first."
+    return {"serve_note": note, **show_runs(backend), **serving(backend)}
+
+
+def serve_newest(backend: Backend, profile) -> dict:
+    return {"serve_note": views.as_text(backend.serve(None, profile), 600), **show_runs(backend),
+            **serving(backend)}

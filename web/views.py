@@ -1,0 +1,173 @@
+"""What the page shows, as plain values: Markdown and HTML snippets, tables and curves. User text is
+always shown as text, never as markup (`as_text`). No Gradio here: these are called by the handlers
+(web/handlers.py) and the tests alike."""
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from huggingface_hub import ModelCard
+
+from core.labels import LABELS
+from core.runs import Run, latest, list_runs, read_dict, serving
+from finetune import corrections
+from finetune.events import data_report_text, event_text
+from finetune.hub import PUSH_RESULT
+
+EMOJI = {"negative": "😠", "neutral": "😐", "positive": "😊"}
+STATE_ICON = {"idle": "💤", "running": "⏳", "done": "✅", "failed": "❌", "stopped": "⏹️"}
+RUN_COLUMNS = ["run", "", "state", "base model", "train/val/test", "epochs", "accuracy", "macro-F1",
+               "baseline acc.", "agrees with people", "Hub"]
+NOT_FINE_TUNED = "base model, not fine-tuned yet: retrain in the Train tab"
+
+
+def as_text(text, limit: int = 300) -> str:
+    """Text for a Markdown view: shortened, HTML escaped and Markdown escaped, so it shows as typed."""
+    text = str(text)
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(text, quote=False))
+
+
+def reply(label: str, scores: dict, model_name: str) -> str:
+    """The chat's answer to one tweet: the label, the three probabilities and the model that answered."""
+    shares = " · ".join(f"{name} {scores[name]:.0%}" for name in LABELS)
+    return f"{EMOJI[label]} **{label}**  \n{shares}  \n_{as_text(model_name)}_"
+
+
+def serving_md(info: dict) -> str:
+    """What serves and how good it is (Backend.model_info()), for the top of the Classify tab."""
+    if not info.get("loaded"):
+        return f"⚠️ {as_text(info.get('error') or 'the model is loading…', 600)}"
+    if info.get("kind") == "few-shot":
+        quality = NOT_FINE_TUNED
+    elif info.get("test_accuracy") is not None:
+        quality = f"fine-tuned, test accuracy {info['test_accuracy']:.1%}"
+        if info.get("test_f1_macro") is not None:
+            quality += f", macro-F1 {info['test_f1_macro']:.3f}"
+    else:
+        quality = "fine-tuned (no test metrics with it)"
+    return f"Serving **{as_text(info['name'])}**: {quality}"
+
+
+def progress_html(status: dict) -> str:
+    state, step, total = status["state"], status.get("step") or 0, status.get("total_steps") or 0
+    share = 1.0 if state == "done" else (step / total if total else 0.0)
+    line = f"{STATE_ICON.get(state, '')} {state}"
+    if status.get("run_id"):
+        line += f" · run {status['run_id']}"
+    if total:
+        line += f" · step {step}/{total} · epoch {status.get('epoch') or 0:.2f}"
+    if state == "running" and status.get("eta_s") is not None:
+        line += f" · ETA {duration(status['eta_s'])}"
+    return (f'<div class="job-bar"><div style="width:{100 * share:.1f}%"></div></div>'
+            f'<p class="job-line">{html.escape(line)}</p>'
+            f'<p class="job-msg">{html.escape(status.get("message") or "")}</p>')
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def curves(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(loss, validation metrics) as long tables for the plots: step, value, series."""
+    loss = [{"step": e["step"], "value": e["loss"], "series": "train loss"} for e in events
+            if e.get("event") == "log" and "loss" in e]
+    loss += [{"step": e["step"], "value": e["eval_loss"], "series": "validation loss"} for e in events
+             if e.get("event") == "eval" and "eval_loss" in e]
+    scores = [{"step": e["step"], "value": e[key], "series": name} for e in events if e.get("event") == "eval"
+              for key, name in (("eval_accuracy", "accuracy"), ("eval_f1_macro", "macro-F1")) if key in e]
+    columns = ["step", "value", "series"]
+    return pd.DataFrame(loss, columns=columns), pd.DataFrame(scores, columns=columns)
+
+
+def event_log(events: list[dict], last: int = 200) -> str:
+    """The events as plain text lines, newest first."""
+    lines = [f"{datetime.fromtimestamp(e.get('time', 0)):%H:%M:%S}  {e.get('event', ''):<8} {event_text(e)}"
+             for e in events[-last:]]
+    return "\n".join(reversed(lines))
+
+
+def before_after(metrics: dict | None) -> pd.DataFrame:
+    metrics = metrics or {}
+    base, test = metrics.get("baseline"), metrics.get("test")
+    rows = [(f"before: base model, {base.get('method', 'few-shot')}", base) if base else None,
+            ("after: fine-tuned", test) if test else None]
+    return pd.DataFrame([{"model": name, "accuracy": round(m["accuracy"], 3), "macro-F1": round(m["f1_macro"], 3),
+                          "tweets": m.get("n")} for name, m in filter(None, rows)],
+                        columns=["model", "accuracy", "macro-F1", "tweets"])
+
+
+def confusion(metrics: dict | None) -> pd.DataFrame:
+    matrix = ((metrics or {}).get("test") or {}).get("confusion_matrix") or []
+    return pd.DataFrame([{"true \\ predicted": LABELS[i], **dict(zip(LABELS, row))} for i, row in enumerate(matrix)],
+                        columns=["true \\ predicted", *LABELS])
+
+
+def data_report_md(report: dict | None) -> str:
+    if not report:
+        return ""
+    return f"**Data:** {as_text(report.get('dataset', ''))}. {as_text(data_report_text(report), 2000)}"
+
+
+def push_md(push: dict | None, repo: str = "") -> str:
+    if not push:
+        return ("**Hub:** not pushed: no Hub repo set (HUB_MODEL_ID, or the Hub repo setting)" if not repo
+                else f"**Hub:** not pushed to {as_text(repo)} yet")
+    state, repo = push.get("state"), as_text(push.get("repo_id", ""))
+    if state == "pushed":
+        return f"**Hub:** ✅ pushed to [{repo}]({push.get('url')}) — {as_text(push.get('message', ''))}"
+    icon = {"pushing": "⏳", "skipped": "⏭️", "failed": "❌"}.get(state, "")
+    return f"**Hub:** {icon} {state} {repo} — {as_text(push.get('message', ''))}"
+
+
+def runs_table(runs_dir: Path) -> pd.DataFrame:
+    """One row per run, newest first, with the newest complete one and the one serving marked."""
+    newest, served = latest(runs_dir), serving(runs_dir)
+    rows = []
+    for run in list_runs(runs_dir):
+        cfg, metrics, report = run.config, run.metrics, run.data_report
+        test, base = metrics.get("test", {}), metrics.get("baseline", {})
+        marks = " ".join(mark for mark, on in (("⭐ latest", newest is not None and run.id == newest.id),
+                                               ("▶ serving", served is not None and run.id == served.id)) if on)
+        rows.append({"run": run.id, "": marks, "state": run.state,
+                     "base model": Path(cfg.get("base_model", "")).name,
+                     "train/val/test": "/".join(str(v) for v in (report.get("sizes") or {}).values()),
+                     "epochs": cfg.get("epochs"), "accuracy": _round(test.get("accuracy")),
+                     "macro-F1": _round(test.get("f1_macro")), "baseline acc.": _round(base.get("accuracy")),
+                     "agrees with people": agreement_cell(metrics.get("corrections")),
+                     "Hub": read_dict(run.path / PUSH_RESULT).get("state", "")})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def finished_runs(runs_dir: Path) -> list[str]:
+    return [r.id for r in list_runs(runs_dir) if r.is_complete]
+
+
+def agreement_cell(judged: dict | None) -> str:
+    """How often a run agrees with the corrections people made since the previous run."""
+    return f"{judged['accuracy']:.0%} of {judged['n']}" if judged and judged.get("n") else ""
+
+
+def waiting_md(runs_dir: Path) -> str:
+    n = len(corrections.waiting(runs_dir))
+    if not n:
+        return "No corrections from the chat are waiting."
+    return (f"📝 **{n}** correction(s) from the chat are waiting: the next retrain learns from them "
+            f"(untick *include corrections* in Settings to leave them out).")
+
+
+def _round(x):
+    return None if x is None else round(x, 3)
+
+
+def model_card(run: Run) -> str:
+    """The run's model card without its YAML header (the Hub shows that as metadata)."""
+    try:
+        return ModelCard((run.path / "README.md").read_text()).text
+    except (OSError, yaml.YAMLError):
+        return "_no model card: the run did not finish_"
