@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import codecs
+
 import charset_normalizer
 from datasets import Dataset, DatasetDict, load_dataset
 from sklearn.model_selection import train_test_split
@@ -27,6 +29,8 @@ TEST_SHARE_OF_SINGLE_FILE = 0.2
 MIN_ROWS_SINGLE_FILE = 10  # fewer: no test and validation tweets can be held out of one file
 MAX_FILE_MB = 200          # a dataset file larger than this is refused (the Train tab says so)
 ENCODINGS = ["utf_8", "utf_16", "utf_32", "cp1252", "latin_1"]  # what charset-normalizer may guess
+BOMS = [(codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]  # UTF-32 LE's starts like UTF-16 LE's
 TEXT_NAMES = ("text", "tweet", "content", "message", "sentence", "review", "body", "post", "comment")
 LABEL_NAMES = ("label", "sentiment", "labels", "class", "polarity", "target", "category", "emotion")
 
@@ -41,8 +45,9 @@ def text_encoding(path: Path) -> str:
     """The encoding of a text file: UTF-8 (with or without BOM), UTF-16/32 or Windows-1252/Latin-1
     (charset-normalizer's guess among those); a binary file, or text in none of them, is refused."""
     raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
+    for bom, encoding in BOMS:
+        if raw.startswith(bom):
+            return encoding
     try:
         raw.decode("utf-8")
         return "utf-8"
@@ -87,9 +92,9 @@ def _load_files(path: Path) -> DatasetDict:
         return DatasetDict({split: _load_file(p, split, Path(workdir)) for split, p in splits.items()})
 
 
-def load_splits(dataset: str, seed: int = 42, label_column: str = "label") -> DatasetDict:
-    """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub. A single file's
-    test split is held out of it, seeded and stratified by its label column (`label_column` or guessed)."""
+def load_raw(dataset: str) -> DatasetDict:
+    """The dataset's splits as its files have them (a single file: `train` only), from a local folder
+    or file, or the Hub; every failure a UserError in words."""
     path = Path(dataset).expanduser()
     try:
         if path.exists():
@@ -106,6 +111,13 @@ def load_splits(dataset: str, seed: int = 42, label_column: str = "label") -> Da
         raise UserError(f"cannot load dataset {dataset!r}: {first_line(exc)}") from None
     if "train" not in raw:
         raise UserError(f"dataset {dataset!r} has no 'train' split (it has: {', '.join(raw)})")
+    return raw
+
+
+def load_splits(dataset: str, seed: int = 42, label_column: str = "label") -> DatasetDict:
+    """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub. A single file's
+    test split is held out of it, seeded and stratified by its label column (`label_column` or guessed)."""
+    raw = load_raw(dataset)
     if "test" not in raw:  # a single file: carve a test split out of it, reproducibly
         train, test = _hold_out(raw["train"], dataset, seed, label_column)
         raw = DatasetDict(train=train, test=test)
@@ -291,6 +303,32 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) 
     report.label_counts = {name: _label_counts(rows) for name, rows in splits.items()}
     report.sizes = {name: len(rows) for name, rows in splits.items()}
     return DatasetDict({name: _to_dataset(rows) for name, rows in splits.items()}), report
+
+
+# --- preview --------------------------------------------------------------------------------------
+def preview(dataset: str, text_column: str = TrainConfig.text_column, label_column: str = TrainConfig.label_column,
+            rows: int = 5, seed: int = 42) -> dict:
+    """What the Train tab shows before training: the first rows, the row count, the columns, the text
+    and label columns that will be read (guessed by name unless given), the class balance of the whole
+    file, its encoding, and the data report (empty rows, duplicates, conflicts, overlap with test)."""
+    raw = load_raw(dataset)
+    first = raw["train"]
+    text, label = resolve_columns(first.column_names, text_column, label_column)
+    values = [v for split in raw.values() for v in split[label]]
+    to_id = label_mapper(values, label)
+    balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
+    _, report = prepare(TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0,
+                                    test_size=0, seed=seed))
+    path = Path(dataset).expanduser()
+    text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")
+    head = first.select(range(min(rows, len(first)))).to_list()
+    return {"dataset": dataset, "rows": sum(len(s) for s in raw.values()),
+            "splits": {name: len(split) for name, split in raw.items()}, "columns": first.column_names,
+            "text_column": text, "label_column": label, "encoding": text_encoding(path) if text_file else None,
+            "head": [{k: str(v)[:200] for k, v in row.items()} for row in head],
+            "label_counts": {name: balance[name] for name in (*LABELS, "unknown") if name in LABELS or balance[name]},
+            "report": report.to_dict(), "summary": report.summary(),
+            "limits": f"files up to {MAX_FILE_MB} MB; a single file needs {MIN_ROWS_SINGLE_FILE}+ rows"}
 
 
 # --- tokenising ------------------------------------------------------------------------------------
