@@ -14,6 +14,7 @@ Training reports it as every run's "before"; serving answers with it until a fin
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +51,13 @@ def calibration_texts(rows: list[tuple[str, int]], n: int = CALIBRATION_TWEETS, 
     skip = {t for t, _ in exclude}
     texts = [t for t, _ in rows if t not in skip and t.strip()]
     return random.Random(seed).sample(texts, min(n, len(texts)))
+
+
+def builtin_calibration() -> list[str]:
+    """The unlabelled tweets written for this project (core/calibration_tweets.txt): what serving
+    calibrates on when no training tweets are at hand."""
+    lines = (Path(__file__).with_name("calibration_tweets.txt")).read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
 
 
 def _line(text: str) -> str:

@@ -95,3 +95,10 @@ def test_a_model_without_position_ids_is_prompted_row_by_row(tiny_model):
     clf = FewShotClassifier(bloom, tok, pick_examples(ROWS, 3))
     probs = clf.predict_proba(["i love this", "so sad"])  # packing is skipped, not failed
     np.testing.assert_allclose(probs, clf.predict_proba(["i love this", "so sad"], pack=False), atol=1e-6)
+
+
+def test_serving_can_calibrate_on_the_tweets_written_for_the_project():
+    from core.fewshot import builtin_calibration
+
+    tweets = builtin_calibration()
+    assert len(tweets) >= 50 and len(set(tweets)) == len(tweets) and not any(t.startswith("#") for t in tweets)
