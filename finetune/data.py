@@ -260,7 +260,8 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) 
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
     bad_labels: list = []
     train_cols, test_cols = (_rows(raw[s], cfg.text_column, cfg.label_column) for s in ("train", "test"))
-    to_id = label_mapper(list(train_cols[1]) + list(test_cols[1]))
+    label_column = resolve_columns(raw["train"].column_names, cfg.text_column, cfg.label_column)[1]
+    to_id = label_mapper(list(train_cols[1]) + list(test_cols[1]), label_column)
     train_rows = clean_split(*train_cols, report, bad_labels, to_id)
     test_rows = clean_split(*test_cols, report, bad_labels, to_id)
     if bad_labels:

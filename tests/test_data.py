@@ -195,3 +195,10 @@ def test_preview_shows_the_file_before_training(tmp_path):
     assert info["head"][0] == {"tweet": "café très bon 0", "sentiment": "neg"} and len(info["head"]) == 3
     assert info["label_counts"] == {"negative": 10, "neutral": 10, "positive": 10}
     assert sum(info["report"]["sizes"].values()) == 30 and info["summary"]
+
+
+def test_a_file_of_other_labels_is_refused_naming_the_column_and_values(tmp_path):
+    path = tmp_path / "moods.csv"
+    path.write_text("tweet,mood\n" + "".join(f"tweet {i},{['happy', 'sad'][i % 2]}\n" for i in range(20)))
+    with pytest.raises(UserError, match=r"label column 'mood' holds values that are not sentiments \(found: 'happy', 'sad'\)"):
+        prepare(TrainConfig(dataset=str(path), label_column="mood"))
