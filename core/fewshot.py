@@ -129,9 +129,12 @@ class FewShotClassifier:
     @property
     def method(self) -> str:
         k = len(self.examples)
+        return f"{k}-shot prompting" if k else "zero-shot prompting"
+
+    @property
+    def details(self) -> str:
         how = "chat template" if self.chat else "plain prompt"
-        shots = f"{k}-shot prompting" if k else "zero-shot prompting"
-        return f"{shots} ({how}, calibrated on {self.calibration_source})"
+        return f"{how}, calibrated on {self.calibration_source}"
 
     def _encode(self, text: str) -> list[int]:
         tweet = self.tokenizer(_line(text), add_special_tokens=False)["input_ids"][:MAX_TWEET_TOKENS]

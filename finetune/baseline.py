@@ -30,7 +30,7 @@ def evaluate(base_model: str, train_rows, test_rows, k: int, seed: int = 42, cac
     clf = FewShotClassifier.load(base_model, examples, calibration, dtype=dtype)
     raw = clf.predict_proba([t for t, _ in test_rows], calibrated=False)
     labels = [l for _, l in test_rows]
-    result = {"method": clf.method, "k": k,
+    result = {"method": clf.method, "k": k, "prompt": clf.details,
               **classification_metrics(labels, calibrate(raw, clf.calibration).argmax(axis=1)),
               "uncalibrated": classification_metrics(labels, raw.argmax(axis=1))}
     if cache:

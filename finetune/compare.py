@@ -77,7 +77,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         raw = r.get("uncalibrated")
         raw = f"{raw['accuracy']:.3f} / {raw['f1_macro']:.3f}" if raw else ""
-        lines.append(f"| {r['method']} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | {raw} |")
+        method = f"{r['method']} ({r['prompt']})" if r.get("prompt") else r["method"]
+        lines.append(f"| {method} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | {raw} |")
     return "\n".join(lines)
 
 

@@ -60,7 +60,7 @@ def test_calibration_divides_by_the_mean_over_the_calibration_tweets(tiny_model)
     # no unlabelled tweets: content-free inputs
     plain = FewShotClassifier(model, tok, pick_examples(ROWS, 3))
     np.testing.assert_allclose(plain.calibration, plain.predict_proba(CONTENT_FREE, calibrated=False).mean(0), atol=1e-6)
-    assert "content-free" in plain.method and "20 unlabelled tweets" in clf.method and not clf.chat
+    assert "content-free" in plain.details and "20 unlabelled tweets" in clf.details and not clf.chat
 
 
 def test_a_chat_template_frames_the_prompt_and_packing_still_matches(tiny_model):
@@ -71,14 +71,15 @@ def test_a_chat_template_frames_the_prompt_and_packing_still_matches(tiny_model)
     assert head.startswith("<|endoftext|>system\nClassify") and "assistant\nSentiment: positive" in head
     assert head.endswith("user\nTweet: ") and tail == "\n<|endoftext|>assistant\nSentiment:"
     clf = FewShotClassifier(load_causal_lm(str(tiny_model)), tok, pick_examples(ROWS, 3), calibration_texts(ROWS, 8))
-    assert clf.chat and "chat template" in clf.method
+    assert clf.chat and clf.details.startswith("chat template")
     texts = ["i love this", "the monday bus at the office again", "so sad"]
     np.testing.assert_allclose(clf.predict_proba(texts), clf.predict_proba(texts, pack=False), atol=1e-5)
 
 
 def test_evaluate_is_cached(tiny_model, tmp_path):
     a = evaluate(str(tiny_model), ROWS, ROWS[:9], k=0, cache_dir=tmp_path)
-    assert a["method"].startswith("zero-shot prompting (plain prompt, calibrated on 30 unlabelled") and a["n"] == 9
+    assert a["method"] == "zero-shot prompting" and a["n"] == 9
+    assert a["prompt"] == "plain prompt, calibrated on 30 unlabelled tweets"
     assert set(a["uncalibrated"]) >= {"accuracy", "f1_macro"}
     assert len(list(tmp_path.glob("baseline-*.json"))) == 1
     assert evaluate(str(tiny_model), ROWS, ROWS[:9], k=0, cache_dir=tmp_path) == a
