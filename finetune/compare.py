@@ -5,7 +5,8 @@
         --k 0 4 8 16 --runs /tmp/runs/<1000-tweet run> /tmp/runs/<full-data run>
 
 Rows: the majority class of the cleaned train split; the base model prompted with k labelled examples
-(k = 0 is zero-shot; the examples come from the train split); and each given fine-tuned run folder,
+(k = 0 is zero-shot; the examples come from the train split), calibrated on 100 unlabelled training
+tweets (its raw, uncalibrated accuracy beside it); and each given fine-tuned run folder,
 re-evaluated here on the same test tweets (whatever subset the run itself was tested on). Prints a
 markdown table; `--json FILE` also writes the rows.
 """
@@ -71,8 +72,13 @@ def compare(cfg: TrainConfig, ks: list[int], runs: list[str], on_row=None) -> li
 
 def table(rows: list[dict]) -> str:
     n = rows[0]["n"] if rows else 0
-    lines = [f"| method (test subset: {n} tweets) | accuracy | macro-F1 |", "|---|---|---|"]
-    lines += [f"| {r['method']} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} |" for r in rows]
+    lines = [f"| method (test subset: {n} tweets) | accuracy | macro-F1 | uncalibrated accuracy / macro-F1 |",
+             "|---|---|---|---|"]
+    for r in rows:
+        raw = r.get("uncalibrated")
+        raw = f"{raw['accuracy']:.3f} / {raw['f1_macro']:.3f}" if raw else ""
+        method = f"{r['method']} ({r['prompt']})" if r.get("prompt") else r["method"]
+        lines.append(f"| {method} | {r['accuracy']:.3f} | {r['f1_macro']:.3f} | {raw} |")
     return "\n".join(lines)
 
 

@@ -6,20 +6,33 @@ the report that counts every row dropped on the way.
 """
 from __future__ import annotations
 
+import random
+import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import codecs
+
+import charset_normalizer
 from datasets import Dataset, DatasetDict, load_dataset
+from sklearn.model_selection import train_test_split
+
+from core.errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
+from core.labels import LABELS, label_id, label_mapper
 
 from .config import TrainConfig
-
-from core.labels import LABELS, label_id
-
 from .events import data_report_text
-from core.errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEST_SHARE_OF_SINGLE_FILE = 0.2
+MIN_ROWS_SINGLE_FILE = 10  # fewer: no test and validation tweets can be held out of one file
+MAX_FILE_MB = 200          # a dataset file larger than this is refused (the Train tab says so)
+ENCODINGS = ["utf_8", "utf_16", "utf_32", "cp1252", "latin_1"]  # what charset-normalizer may guess
+BOMS = [(codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]  # UTF-32 LE's starts like UTF-16 LE's
+TEXT_NAMES = ("text", "tweet", "content", "message", "sentence", "review", "body", "post", "comment")
+LABEL_NAMES = ("label", "sentiment", "labels", "class", "polarity", "target", "category", "emotion")
 
 
 def fold(text: str) -> str:
@@ -28,13 +41,46 @@ def fold(text: str) -> str:
 
 
 # --- loading --------------------------------------------------------------------------------------
+def text_encoding(path: Path) -> str:
+    """The encoding of a text file: UTF-8 (with or without BOM), UTF-16/32 or Windows-1252/Latin-1
+    (charset-normalizer's guess among those); a binary file, or text in none of them, is refused."""
+    raw = path.read_bytes()
+    for bom, encoding in BOMS:
+        if raw.startswith(bom):
+            return encoding
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(raw, cp_isolation=ENCODINGS).best()
+    if best is None or (b"\x00" in raw[:4096] and not best.encoding.startswith(("utf_16", "utf_32"))):
+        raise UserError(f"{path.name} is not a text file in UTF-8, UTF-16 or Windows-1252/Latin-1 (a binary "
+                        f"file?): save it as CSV, TSV or JSONL text, or as Parquet")
+    return best.encoding
+
+
+def _load_file(path: Path, split: str, workdir: Path) -> Dataset:
+    """One file as a Dataset; a text file that is not plain UTF-8 is read through a UTF-8 copy."""
+    suffix = path.suffix.lower()
+    if path.stat().st_size > MAX_FILE_MB * 2**20:
+        raise UserError(f"{path.name} is larger than {MAX_FILE_MB} MB: use a smaller sample of it")
+    if FILE_FORMATS[suffix] != "parquet":
+        encoding = text_encoding(path)
+        if encoding != "utf-8":
+            copy = workdir / f"{split}{suffix}"
+            copy.write_text(path.read_text(encoding=encoding), encoding="utf-8")
+            path = copy
+    kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    return load_dataset(FILE_FORMATS[suffix], data_files={split: str(path)}, **kwargs)[split]
+
+
 def _load_files(path: Path) -> DatasetDict:
     if path.is_file():
-        fmt = FILE_FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            raise UserError(f"dataset file {path} has an unknown type: use .csv, .jsonl, .json or .parquet")
-        kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-        return load_dataset(fmt, data_files={"train": str(path)}, **kwargs)
+        if path.suffix.lower() not in FILE_FORMATS:
+            raise UserError(f"dataset file {path} has an unknown type: use .csv, .tsv, .jsonl, .json or .parquet")
+        with tempfile.TemporaryDirectory() as workdir:
+            return DatasetDict(train=_load_file(path, "train", Path(workdir)))
     splits = {}
     for split in ("train", "test"):
         found = sorted(p for p in path.iterdir() if p.stem == split and p.suffix.lower() in FILE_FORMATS)
@@ -42,14 +88,13 @@ def _load_files(path: Path) -> DatasetDict:
             splits[split] = found[0]
     if "train" not in splits:
         return load_dataset(str(path))  # let datasets find its own layout (e.g. data/train-*.parquet)
-    formats = {FILE_FORMATS[p.suffix.lower()] for p in splits.values()}
-    if len(formats) > 1:
-        raise UserError(f"dataset folder {path} mixes file types: give train and test the same type")
-    return load_dataset(formats.pop(), data_files={k: str(v) for k, v in splits.items()})
+    with tempfile.TemporaryDirectory() as workdir:
+        return DatasetDict({split: _load_file(p, split, Path(workdir)) for split, p in splits.items()})
 
 
-def load_splits(dataset: str, seed: int = 42) -> DatasetDict:
-    """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub."""
+def load_raw(dataset: str) -> DatasetDict:
+    """The dataset's splits as its files have them (a single file: `train` only), from a local folder
+    or file, or the Hub; every failure a UserError in words."""
     path = Path(dataset).expanduser()
     try:
         if path.exists():
@@ -66,10 +111,46 @@ def load_splits(dataset: str, seed: int = 42) -> DatasetDict:
         raise UserError(f"cannot load dataset {dataset!r}: {first_line(exc)}") from None
     if "train" not in raw:
         raise UserError(f"dataset {dataset!r} has no 'train' split (it has: {', '.join(raw)})")
+    return raw
+
+
+def load_splits(dataset: str, seed: int = 42, label_column: str = "label") -> DatasetDict:
+    """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub. A single file's
+    test split is held out of it, seeded and stratified by its label column (`label_column` or guessed)."""
+    raw = load_raw(dataset)
     if "test" not in raw:  # a single file: carve a test split out of it, reproducibly
-        parts = raw["train"].train_test_split(test_size=TEST_SHARE_OF_SINGLE_FILE, seed=seed)
-        raw = DatasetDict(train=parts["train"], test=parts["test"])
+        train, test = _hold_out(raw["train"], dataset, seed, label_column)
+        raw = DatasetDict(train=train, test=test)
     return DatasetDict(train=raw["train"], test=raw["test"])
+
+
+def _hold_out(ds: Dataset, dataset: str, seed: int, label_column: str) -> tuple[Dataset, Dataset]:
+    """TEST_SHARE_OF_SINGLE_FILE of a single file's rows as its test split, stratified by label."""
+    if len(ds) < MIN_ROWS_SINGLE_FILE:
+        raise UserError(f"{Path(dataset).name} has {len(ds)} row(s): one file needs at least "
+                        f"{MIN_ROWS_SINGLE_FILE} to hold test and validation tweets out of it (hundreds to "
+                        f"learn anything); add rows, or give a folder with train and test files")
+    column = label_column if label_column in ds.column_names else guess_column(ds.column_names, LABEL_NAMES)
+    labels = [str(v) for v in ds[column]] if column else None
+    train_idx, test_idx = _split_indices(len(ds), TEST_SHARE_OF_SINGLE_FILE, seed, labels)
+    return ds.select(train_idx), ds.select(test_idx)
+
+
+def _split_indices(n: int, share: float, seed: int, strata: list | None) -> tuple[list[int], list[int]]:
+    """(rest, held out) row indices, shuffled by `seed`; stratified by `strata` where every stratum
+    has two rows or more and the held-out part can hold one of each, else a plain shuffle."""
+    held = max(1, round(share * n))
+    counts = Counter(strata or [])
+    if not strata or min(counts.values()) < 2 or held < len(counts) or n - held < len(counts):
+        strata = None
+    rest, out = train_test_split(list(range(n)), test_size=held, random_state=seed, stratify=strata)
+    return rest, out
+
+
+def guess_column(columns: list[str], names: tuple[str, ...]) -> str | None:
+    """The first of `names` among `columns` (any case), else None."""
+    lower = {c.strip().lower(): c for c in columns}
+    return next((lower[name] for name in names if name in lower), None)
 
 
 # --- cleaning -------------------------------------------------------------------------------------
@@ -95,22 +176,34 @@ class DataReport:
         return data_report_text(self.to_dict())
 
 
-def _rows(ds: Dataset, text_column: str, label_column: str) -> tuple[list, list]:
-    missing = [c for c in (text_column, label_column) if c not in ds.column_names]
+def resolve_columns(columns: list[str], text_column: str, label_column: str) -> tuple[str, str]:
+    """The text and label columns to read: the configured ones; where one left at its default is
+    missing, the file's column with a usual name (tweet, content, ...; sentiment, class, ...)."""
+    chosen = []
+    for configured, default, names in ((text_column, TrainConfig.text_column, TEXT_NAMES),
+                                       (label_column, TrainConfig.label_column, LABEL_NAMES)):
+        guess = guess_column(columns, names) if configured == default else None
+        chosen.append(configured if configured in columns else guess or configured)
+    missing = [c for c in chosen if c not in columns]
     if missing:
         raise UserError(f"the dataset has no column {', '.join(map(repr, missing))} (it has: "
-                        f"{', '.join(ds.column_names)}); set --text-column / --label-column")
+                        f"{', '.join(columns)}); set --text-column / --label-column")
+    return chosen[0], chosen[1]
+
+
+def _rows(ds: Dataset, text_column: str, label_column: str) -> tuple[list, list]:
+    text_column, label_column = resolve_columns(ds.column_names, text_column, label_column)
     return ds[text_column], ds[label_column]
 
 
-def clean_split(texts, labels, report: DataReport, examples: list) -> list[tuple[str, int]]:
+def clean_split(texts, labels, report: DataReport, examples: list, to_id=label_id) -> list[tuple[str, int]]:
     """Drop empty texts and unknown labels; returns (text, label id) pairs in the original order."""
     rows = []
     for text, label in zip(texts, labels):
         if not isinstance(text, str) or not text.strip():
             report.dropped_empty += 1
             continue
-        lid = label_id(label)
+        lid = to_id(label)
         if lid is None:
             report.dropped_unknown_label += 1
             if len(examples) < 5:
@@ -139,7 +232,6 @@ def dedupe(rows: list[tuple[str, int]], report: DataReport) -> list[tuple[str, i
 
 def _subset(rows: list, size: int, seed: int) -> list:
     """The recipe's `shuffle(seed).select(range(size))`, on plain lists; 0 = all rows (shuffled)."""
-    import random
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     if size:
@@ -164,11 +256,14 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) 
     `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
     them and never lands in validation or test.
     """
-    raw = load_splits(cfg.dataset, cfg.seed)
+    raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column)
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
     bad_labels: list = []
-    train_rows = clean_split(*_rows(raw["train"], cfg.text_column, cfg.label_column), report, bad_labels)
-    test_rows = clean_split(*_rows(raw["test"], cfg.text_column, cfg.label_column), report, bad_labels)
+    train_cols, test_cols = (_rows(raw[s], cfg.text_column, cfg.label_column) for s in ("train", "test"))
+    label_column = resolve_columns(raw["train"].column_names, cfg.text_column, cfg.label_column)[1]
+    to_id = label_mapper(list(train_cols[1]) + list(test_cols[1]), label_column)
+    train_rows = clean_split(*train_cols, report, bad_labels, to_id)
+    test_rows = clean_split(*test_cols, report, bad_labels, to_id)
     if bad_labels:
         report.examples["unknown_labels"] = bad_labels
     # leakage: nothing we train on may also be in the test split (all of it, not only our subset)
@@ -186,7 +281,9 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) 
     if cfg.train_size == 0 or n_train + n_val > len(pool):  # the whole split: hold validation out of it
         n_val = round(cfg.validation_share * len(pool))
         n_train = min(n_train, len(pool) - n_val)
-    validation, train = pool[:n_val], pool[n_val:n_val + n_train]
+    rest, held = _split_indices(len(pool), n_val / len(pool), cfg.seed, [l for _, l in pool]) if n_val else (
+        list(range(len(pool))), [])
+    validation, train = [pool[i] for i in held], [pool[i] for i in rest[:n_train]]
 
     if extra_train:
         seen = {fold(t) for t, _ in train} | {fold(t) for t, _ in validation} | test_keys
@@ -207,6 +304,32 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) 
     report.label_counts = {name: _label_counts(rows) for name, rows in splits.items()}
     report.sizes = {name: len(rows) for name, rows in splits.items()}
     return DatasetDict({name: _to_dataset(rows) for name, rows in splits.items()}), report
+
+
+# --- preview --------------------------------------------------------------------------------------
+def preview(dataset: str, text_column: str = TrainConfig.text_column, label_column: str = TrainConfig.label_column,
+            rows: int = 5, seed: int = 42) -> dict:
+    """What the Train tab shows before training: the first rows, the row count, the columns, the text
+    and label columns that will be read (guessed by name unless given), the class balance of the whole
+    file, its encoding, and the data report (empty rows, duplicates, conflicts, overlap with test)."""
+    raw = load_raw(dataset)
+    first = raw["train"]
+    text, label = resolve_columns(first.column_names, text_column, label_column)
+    values = [v for split in raw.values() for v in split[label]]
+    to_id = label_mapper(values, label)
+    balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
+    _, report = prepare(TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0,
+                                    test_size=0, seed=seed))
+    path = Path(dataset).expanduser()
+    text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")
+    head = first.select(range(min(rows, len(first)))).to_list()
+    return {"dataset": dataset, "rows": sum(len(s) for s in raw.values()),
+            "splits": {name: len(split) for name, split in raw.items()}, "columns": first.column_names,
+            "text_column": text, "label_column": label, "encoding": text_encoding(path) if text_file else None,
+            "head": [{k: str(v)[:200] for k, v in row.items()} for row in head],
+            "label_counts": {name: balance[name] for name in (*LABELS, "unknown") if name in LABELS or balance[name]},
+            "report": report.to_dict(), "summary": report.summary(),
+            "limits": f"files up to {MAX_FILE_MB} MB; a single file needs {MIN_ROWS_SINGLE_FILE}+ rows"}
 
 
 # --- tokenising ------------------------------------------------------------------------------------

@@ -118,3 +118,87 @@ def test_tokenize_pads_nothing_and_truncates(tiny_dataset, tiny_model):
     lengths = [len(ids) for ids in tok["train"]["input_ids"]]
     assert max(lengths) <= 8 and len(set(lengths)) > 1       # no padding to a common length
     assert list(tok["train"]["length"]) == lengths
+
+
+# --- your own file: encodings, columns, label schemes, splitting, preview -----------------------------
+from core.labels import label_mapper  # noqa: E402
+from finetune.data import MIN_ROWS_SINGLE_FILE, preview, text_encoding  # noqa: E402
+
+ACCENTED = ["café très bon", "naïve über größe", "déjà vu à la plage", "señor piñata", "crème brûlée"]
+
+
+def own_file(path, encoding, rows=60, sep=",", labels=("negative", "Neutral", "POSITIVE")):
+    lines = [f"tweet{sep}sentiment"] + [f"{ACCENTED[i % 5]} {i}{sep}{labels[i % 3]}" for i in range(rows)]
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("encoding,name", [("latin-1", "data.csv"), ("cp1252", "data.csv"), ("utf-8-sig", "data.csv"),
+                                           ("utf-16", "data.tsv"), ("utf-8", "data.csv")])
+def test_own_file_in_any_usual_encoding_with_guessed_columns_loads_and_splits(tmp_path, encoding, name):
+    path = own_file(tmp_path / name, encoding, sep="\t" if name.endswith(".tsv") else ",")
+    splits, report = prepare(TrainConfig(dataset=str(path), train_size=0, test_size=0, validation_share=0.1))
+    texts = list(splits["train"]["text"]) + list(splits["validation"]["text"]) + list(splits["test"]["text"])
+    assert sorted(texts) == sorted(f"{ACCENTED[i % 5]} {i}" for i in range(60))  # the accents came through
+    assert report.dropped_unknown_label == 0 and report.sizes == {"train": 43, "validation": 5, "test": 12}
+    # stratified: the held-out test split has the file's balance (a third of each label)
+    assert report.label_counts["test"] == {"negative": 4, "neutral": 4, "positive": 4}
+    assert text_encoding(path).replace("-", "_").startswith({"latin-1": "cp1252", "cp1252": "cp1252", "utf-8-sig": "utf_8_sig",
+                                                             "utf-16": "utf_16", "utf-8": "utf_8"}[encoding][:5].replace("-", "_"))
+
+
+def test_a_binary_file_is_refused_in_words(tmp_path):
+    path = tmp_path / "photo.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    with pytest.raises(UserError, match="not a text file in UTF-8, UTF-16 or Windows-1252/Latin-1"):
+        prepare(TrainConfig(dataset=str(path)))
+
+
+def test_a_file_too_small_to_split_says_so_in_words(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("text,label\ni love it,positive\n")
+    with pytest.raises(UserError, match=f"has 1 row\\(s\\): one file needs at least {MIN_ROWS_SINGLE_FILE}") as info:
+        prepare(TrainConfig(dataset=str(path)))
+    assert "n_samples" not in str(info.value)
+
+
+def test_columns_are_guessed_only_where_left_at_the_default(tmp_path):
+    path = own_file(tmp_path / "data.csv", "utf-8")
+    with pytest.raises(UserError, match=r"no column 'body' \(it has: tweet, sentiment\)"):
+        prepare(TrainConfig(dataset=str(path), text_column="body"))
+    splits, _ = prepare(TrainConfig(dataset=str(path), text_column="tweet"))  # given, and there
+    assert len(splits["train"]) > 0
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([0, 1, 2], [0, 1, 2]), (["0", "1", "2"], [0, 1, 2]), ([-1, 0, 1], [0, 1, 2]), (["-1", "0", "1"], [0, 1, 2]),
+    (["neg", "neu", "pos"], [0, 1, 2]), (["Negative", "NEUTRAL", "positive"], [0, 1, 2]),
+    (["pos", "Positive", "POSITIVE"], [2, 2, 2]), ([0.0, 1.0, 2.0], [0, 1, 2]), ([1, 2], [1, 2])])
+def test_label_schemes_are_mapped(values, expected):
+    to_id = label_mapper(values)
+    assert [to_id(v) for v in values] == expected
+
+
+def test_labels_that_are_not_sentiments_are_refused_naming_them():
+    with pytest.raises(UserError, match=r"found: 'happy', 'sad', 'meh'"):
+        label_mapper(["happy"] * 5 + ["sad"] * 3 + ["meh"] * 2 + ["positive"])
+    with pytest.raises(UserError, match="found: -1, 2"):
+        label_mapper([-1, 2, -1, 2])  # neither 0/1/2 nor -1/0/1: -1 fits one, 2 the other
+    assert label_mapper(["positive"] * 19 + ["sarcastic"])("sarcastic") is None  # a stray one: dropped, counted
+
+
+def test_preview_shows_the_file_before_training(tmp_path):
+    path = own_file(tmp_path / "data.csv", "latin-1", rows=30, labels=("neg", "neu", "pos"))
+    info = preview(str(path), rows=3)
+    assert info["rows"] == 30 and info["columns"] == ["tweet", "sentiment"] and info["encoding"] == "cp1252"
+    assert (info["text_column"], info["label_column"]) == ("tweet", "sentiment")
+    assert info["head"][0] == {"tweet": "café très bon 0", "sentiment": "neg"} and len(info["head"]) == 3
+    assert info["label_counts"] == {"negative": 10, "neutral": 10, "positive": 10}
+    assert sum(info["report"]["sizes"].values()) == 30 and info["summary"]
+
+
+def test_a_file_of_other_labels_is_refused_naming_the_column_and_values(tmp_path):
+    path = tmp_path / "moods.csv"
+    path.write_text("tweet,mood\n" + "".join(f"tweet {i},{['happy', 'sad'][i % 2]}\n" for i in range(20)))
+    with pytest.raises(UserError, match=r"label column 'mood' holds values that are not sentiments \(found: 'happy', 'sad'\)"):
+        prepare(TrainConfig(dataset=str(path), label_column="mood"))
