@@ -12,6 +12,7 @@ import pytest
 
 from finetune import corrections, data
 from core.errors import UserError
+from tests.helpers import FakeHub, serve
 
 
 def _add_many(runs_dir, who: str, n: int) -> None:
@@ -131,31 +132,6 @@ def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_
     assert json.loads((off.run_dir / "data_report.json").read_text())["corrections_added"] == 0
 
 
-class FakeHub:
-    """Stands in for huggingface_hub.HfApi: one dataset repo in memory."""
-
-    def __init__(self, fail: str = ""):
-        self.files, self.calls, self.fail = {}, [], fail
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        if self.fail:
-            raise ConnectionError(self.fail)
-
-    def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type, **kwargs):
-        self.calls.append(("upload_file", repo_id, repo_type))
-        self.files[(repo_id, path_in_repo)] = bytes(path_or_fileobj)
-
-    def hf_hub_download(self, repo_id, filename, *, repo_type=None, local_dir=None, **kwargs):
-        assert repo_type == "dataset"
-        if (repo_id, filename) not in self.files:
-            from huggingface_hub.errors import EntryNotFoundError
-            raise EntryNotFoundError(f"{filename} not in {repo_id}")
-        out = Path(local_dir) / filename
-        out.write_bytes(self.files[(repo_id, filename)])
-        return str(out)
-
-
 def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
     hub, space = FakeHub(), tmp_path / "space"
@@ -218,7 +194,6 @@ def test_the_app_explains_replies_and_stores_corrections(trained_run, tiny_model
 
     import app as app_module
     from finetune.config import TrainConfig
-    from test_app import serve
 
     runs = tmp_path / "runs"
     run = shutil.copytree(trained_run, runs / trained_run.name)

@@ -1,22 +1,6 @@
 import json
-from types import SimpleNamespace
-
 from finetune.hub import push_run, scrub
-
-
-class FakeHub:
-    def __init__(self, fail=None):
-        self.fail, self.calls = fail, []
-
-    def create_repo(self, repo_id, **kw):
-        self.calls.append(("create_repo", repo_id, kw))
-        if self.fail:
-            raise self.fail
-        return SimpleNamespace(url=f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, **kw):
-        self.calls.append(("upload_folder", kw))
-        return SimpleNamespace(oid="abcdef1234567890")
+from tests.helpers import FakeHub
 
 
 def test_push_uploads_the_checkpoint_and_card(trained_run):
