@@ -27,11 +27,10 @@ from core.settings import Settings
 from finetune.config import TrainConfig, field_type, parse_size
 from web import handlers, views
 from web.api import add_gradio_api, json_api
-from web.backend import Backend, check_tweet  # noqa: F401  (the app's names, for scripts and tests)
-from web.batch import read_tweets  # noqa: F401
+from web.backend import Backend
 from web.limits import (CONCURRENCY, MAX_BATCH_ROWS, MAX_UPLOAD_BYTES, POLL_SECONDS,  # noqa: F401
                         QUEUE_MAX_SIZE)
-from web.views import as_text, runs_table, waiting_md  # noqa: F401
+from web.views import as_text
 
 log = logging.getLogger("app")
 

@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     model = Classifier.load(args.model)
-    alone = p50_ms(lambda t: model.classify(t), args.requests)
+    alone = p50_ms(model.classify, args.requests)
     del model
     app, url = start_app(args.model, tempfile.mkdtemp(prefix="bench-http-"))
     try:

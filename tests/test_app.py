@@ -3,19 +3,15 @@ with the tiny model and data: classify before any run, train, refuse a second tr
 classify with the new run, stop, restart on the same runs folder, bad inputs, the admin rule."""
 from __future__ import annotations
 
-import contextlib
 import csv
 import shutil
-import socket
-import threading
 import time
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
-import app as app_module
 from core.errors import UserError
 from core.labels import LABELS
 from core.runs import Run
@@ -24,39 +20,7 @@ from web import views
 from web.backend import check_tweet
 from web.batch import read_tweets
 from web.limits import MAX_BATCH_ROWS
-
-
-@contextlib.contextmanager
-def serve(defaults: TrainConfig, admin_users=()):
-    """The app on a free local port; yields (gradio_client.Client, Backend, base url)."""
-    import uvicorn
-
-    fastapi_app, _, backend = app_module.create_app(defaults, admin_users=list(admin_users))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(fastapi_app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/"
-    client = Client(url, verbose=False)
-    try:
-        yield client, backend, url
-    finally:
-        client.close()  # ends its heartbeat stream, so that the server need not wait for it
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def tiny_defaults(tiny_model, tiny_dataset, runs_dir) -> TrainConfig:
-    return TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
-                       train_size=60, test_size=30, epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2,
-                       max_length=32)
+from tests.helpers import serve, tiny_defaults, wait_for_end
 
 
 @pytest.fixture
@@ -69,16 +33,6 @@ def shared_app(tiny_model, tiny_dataset, tmp_path_factory):
     """One app for the tests that do not need a fresh one (no test here leaves a complete run)."""
     with serve(tiny_defaults(tiny_model, tiny_dataset, tmp_path_factory.mktemp("shared-app") / "runs")) as app:
         yield app
-
-
-def wait_for_end(client: Client, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.predict(api_name="/status")
-        if status["state"] != "running":
-            return status
-        time.sleep(0.3)
-    raise AssertionError("training did not end in time")
 
 
 def assert_prediction(result: dict) -> None:
@@ -108,8 +62,12 @@ def test_train_through_the_api_then_classify_with_the_new_run_and_after_a_restar
         assert status["state"] == "done", status
         assert status["step"] == status["total_steps"] > 0
         assert {"accuracy", "f1_macro", "confusion_matrix"} <= set(status["metrics"]["test"])
-        assert status["metrics"]["baseline"]["n"] == status["metrics"]["test"]["n"] == 30  # scored on the same test rows
-        assert 0 <= status["metrics"]["baseline"]["accuracy"] <= 1
+        test, baseline = status["metrics"]["test"], status["metrics"]["baseline"]
+        # the base model was scored the app's way (defaults: 2-shot) on the same 30 test tweets as the run
+        assert baseline["method"] == "2-shot prompting" and baseline["n"] == test["n"] == 30
+        assert ({k: c["support"] for k, c in baseline["per_class"].items()}
+                == {k: c["support"] for k, c in test["per_class"].items()})
+        assert sum(map(sum, baseline["confusion_matrix"])) == 30
 
         after = client.predict(text="so happy today, love it", api_name="/classify")
         assert_prediction(after)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from finetune import corrections
-from test_app import serve, tiny_defaults
+from tests.helpers import serve, tiny_defaults
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

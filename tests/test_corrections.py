@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +14,7 @@ from huggingface_hub import CommitScheduler
 
 from finetune import corrections, data
 from core.errors import UserError
+from tests.helpers import FakeHub, serve
 
 
 def _add_many(runs_dir, who: str, n: int) -> None:
@@ -136,36 +134,6 @@ def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_
     assert json.loads((off.run_dir / "data_report.json").read_text())["corrections_added"] == 0
 
 
-class FakeHub:
-    """Stands in for huggingface_hub.HfApi: one dataset repo in memory."""
-
-    def __init__(self, fail: str = ""):
-        self.files, self.calls, self.fail = {}, [], fail
-        self.pool = ThreadPoolExecutor(max_workers=1)
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        if self.fail:
-            raise ConnectionError(self.fail)
-        return SimpleNamespace(repo_id=repo_id, url=f"https://huggingface.co/datasets/{repo_id}")
-
-    def run_as_future(self, fn, *args, **kwargs):  # HfApi runs background commits one at a time
-        return self.pool.submit(fn, *args, **kwargs)
-
-    def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type, **kwargs):
-        self.calls.append(("upload_file", repo_id, repo_type))
-        self.files[(repo_id, path_in_repo)] = bytes(path_or_fileobj)
-
-    def hf_hub_download(self, repo_id, filename, *, repo_type=None, local_dir=None, **kwargs):
-        assert repo_type == "dataset"
-        if (repo_id, filename) not in self.files:
-            from huggingface_hub.errors import EntryNotFoundError
-            raise EntryNotFoundError(f"{filename} not in {repo_id}")
-        out = Path(local_dir) / filename
-        out.write_bytes(self.files[(repo_id, filename)])
-        return str(out)
-
-
 def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
     hub, space = FakeHub(), tmp_path / "space"
@@ -249,9 +217,8 @@ def test_push_and_pull_report_instead_of_raising(tmp_path, monkeypatch):
 def test_the_app_explains_replies_and_stores_corrections(trained_run, tiny_model, tiny_dataset, tmp_path):
     import shutil
 
-    import app as app_module
+    from web import views
     from finetune.config import TrainConfig
-    from test_app import serve
 
     runs = tmp_path / "runs"
     run = shutil.copytree(trained_run, runs / trained_run.name)
@@ -269,8 +236,8 @@ def test_the_app_explains_replies_and_stores_corrections(trained_run, tiny_model
     [stored] = corrections.load(runs)
     assert (stored.text, stored.model_label, stored.corrected_label, stored.run_id) == (
         "so happy and glad today", why["label"], other, run.name)
-    assert "**1** correction(s) from the chat are waiting" in app_module.waiting_md(runs)
+    assert "**1** correction(s) from the chat are waiting" in views.waiting_md(runs)
 
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**metrics, "corrections": {"n": 4, "agree": 3, "accuracy": 0.75}}))
-    assert app_module.runs_table(runs)["agrees with people"].tolist() == ["75% of 4"]
+    assert views.runs_table(runs)["agrees with people"].tolist() == ["75% of 4"]

@@ -25,6 +25,7 @@ from core.errors import UserError
 from core.model import check_source
 from inference.classifier import Classifier
 from inference.serving import ModelServer
+from tests.helpers import FakeHub, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,22 +127,6 @@ def _http_error(code: int, message: str = "") -> Exception:
     raise AssertionError("no error raised")
 
 
-class FakeHub:
-    """Stands in for HfApi: fails with `error` until it is cleared, then records the upload."""
-
-    def __init__(self, error: Exception | None = None):
-        self.error, self.uploads = error, []
-
-    def create_repo(self, repo_id, **kwargs):
-        if self.error is not None:
-            raise self.error
-        return type("RepoUrl", (), {"url": f"https://huggingface.co/{repo_id}"})()
-
-    def upload_folder(self, **kwargs):
-        self.uploads.append(kwargs)
-        return type("CommitInfo", (), {"oid": "0123456789abcdef"})()
-
-
 @pytest.mark.parametrize("error, says", [
     (httpx2.ConnectError("[Errno -3] Temporary failure in name resolution"), "cannot be reached"),
     (_http_error(401, "Invalid credentials in Authorization header"), "HF_TOKEN"),
@@ -157,7 +142,7 @@ def test_a_failed_push_keeps_the_run_says_why_and_pushing_again_works(previous, 
     assert previous.is_complete and runs.latest(runs_dir).path == previous.path
     assert fake.uploads == []
 
-    fake.error = None  # the network is back / the token is fixed / the rate limit has passed
+    fake.fail = None  # the network is back / the token is fixed / the rate limit has passed
     pushed = hub.push_run(previous.path, "someone/tweet-sentiment", api=fake)
     assert pushed.state == "pushed" and pushed.url.endswith("someone/tweet-sentiment")
     assert json.loads((previous.path / hub.PUSH_RESULT).read_text())["state"] == "pushed"
@@ -319,7 +304,6 @@ def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_
     from gradio_client import Client
 
     from finetune.config import TrainConfig
-    from tests.test_app import serve
 
     port = _free_port()
     env = {**os.environ, "RUNS_DIR": str(runs_dir), "BASE_MODEL": str(tiny_model), "DATASET": str(tiny_dataset),
@@ -391,7 +375,6 @@ def test_odd_but_valid_text_is_classified_and_bad_requests_get_one_line_messages
     from gradio_client import handle_file
 
     from finetune.config import TrainConfig
-    from tests.test_app import serve
 
     files = {
         "latin1.csv": "text\ncafé très bien\n".encode("latin-1"),

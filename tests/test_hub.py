@@ -1,28 +1,12 @@
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 from huggingface_hub import ModelCard
 
 from core.runs import Run
 from finetune.hub import push_run, scrub
-
-
-class FakeHub:
-    def __init__(self, fail=None):
-        self.fail, self.calls = fail, []
-
-    def create_repo(self, repo_id, **kw):
-        self.calls.append(("create_repo", repo_id, kw))
-        if self.fail:
-            raise self.fail
-        return SimpleNamespace(url=f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, **kw):
-        self.calls.append(("upload_folder", kw))
-        self.card = (Path(kw["folder_path"]) / "README.md").read_text()  # the README as it went up
-        return SimpleNamespace(oid="abcdef1234567890")
+from tests.helpers import FakeHub
 
 
 def test_push_uploads_the_checkpoint_and_card(trained_run):
@@ -59,7 +43,7 @@ def test_scrub():
 def test_the_pushed_card_names_no_local_path_and_has_the_metrics(trained_run, tiny_model, tiny_dataset):
     hub = FakeHub()
     assert push_run(trained_run, "me/tweets", api=hub).state == "pushed"
-    card, metrics = hub.card, Run(trained_run).metrics
+    card, metrics = hub.files[("me/tweets", "README.md")].decode(), Run(trained_run).metrics
     for path in (tiny_model, tiny_dataset, trained_run):  # local folders of this machine: never in a card
         assert str(path) not in card and str(Path(path).parent) not in card
     assert not re.search(r"(^|[\s`'\"(:])(/[\w.-]+/|~/|\.\./|\./)", card), "a path in the card"

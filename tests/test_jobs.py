@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from core import runs
 from finetune import data
 from finetune.jobs import TrainingJob
+from tests.helpers import FakeHub
 
 
 def wait_until_ended(job: TrainingJob, timeout: float = 120) -> dict:
@@ -19,22 +19,6 @@ def wait_until_ended(job: TrainingJob, timeout: float = 120) -> dict:
             return job.status()
         time.sleep(0.1)
     raise AssertionError(f"job still running after {timeout}s: {job.status()}")
-
-
-class FakeHub:
-    """Stands in for huggingface_hub.HfApi at finetune.hub's boundary."""
-
-    def __init__(self, fail: Exception | None = None):
-        self.fail, self.uploads = fail, []
-
-    def create_repo(self, repo_id, **kwargs):
-        if self.fail:
-            raise self.fail
-        return SimpleNamespace(url=f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, repo_id, folder_path, **kwargs):
-        self.uploads.append((repo_id, folder_path))
-        return SimpleNamespace(oid="0123456789abcdef")
 
 
 def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, runs_dir, monkeypatch):
@@ -57,7 +41,7 @@ def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, run
     assert status["data_report"]["sizes"]["train"] == 120
     assert len(loads) == 1  # the settings check loaded the dataset; the run used what it prepared
     assert status["push"]["state"] == "pushed" and status["push"]["url"].endswith("someone/tweets")
-    assert hub.uploads == [("someone/tweets", str(runs_dir / run_id))]
+    assert [(u["repo_id"], u["folder_path"]) for u in hub.uploads] == [("someone/tweets", str(runs_dir / run_id))]
     assert [r.run_id for r in done] == [run_id]  # on_done ran (the app switches Classify to it)
     assert runs.latest(runs_dir).id == run_id
     kinds = {e["event"] for e in job.events()}

@@ -16,7 +16,7 @@ from gradio_client.utils import QueueError
 import app as app_module
 from finetune.config import TrainConfig
 from scripts.load_test import client, quick_training, run_load, start_training, stop_and_wait
-from tests.test_app import serve
+from tests.helpers import serve
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from finetune import __main__ as cli
 from finetune import data, hub, train
 from core.errors import UserError
+from tests.helpers import FakeHub, serve, wait_for_end
 
 TOKEN = "hf_" + "CANARYtoken" + "0123456789abcdefGHIJ"  # fake; built so no scanner takes it for real
 SECRET = "CANARYtoken0123456789"  # the part that must not show in any form
@@ -29,33 +30,29 @@ def _assert_folder_clean(folder: Path) -> int:
     return len(files)
 
 
-class LeakyHub:
-    """A Hub client that fails the way a careless server or proxy might: quoting the token back."""
+@pytest.fixture
+def leaky_hubs(monkeypatch) -> list[FakeHub]:
+    """huggingface_hub.HfApi (what push_run builds from HF_TOKEN) replaced by Hubs that fail the way a
+    careless server or proxy might: quoting the token back. Returns the Hubs made, each with its token."""
+    made = []
 
-    seen_tokens: list = []
+    def leaky_hub(token=None, **kwargs) -> FakeHub:
+        made.append(FakeHub(PermissionError(f"401 Unauthorized: token {token} cannot write to this repo\n"
+                                            f"headers: Authorization: Bearer {token}"), token=token))
+        return made[-1]
 
-    def __init__(self, token=None, **kwargs):
-        LeakyHub.seen_tokens.append(token)
-        self.token = token
-
-    def create_repo(self, repo_id, **kwargs):
-        raise PermissionError(f"401 Unauthorized: token {self.token} cannot write to {repo_id}\nheaders: "
-                              f"Authorization: Bearer {self.token}")
-
-    def upload_folder(self, **kwargs):
-        raise AssertionError("no upload after a failed create_repo")
+    monkeypatch.setattr(huggingface_hub, "HfApi", leaky_hub)
+    return made
 
 
 @pytest.fixture
 def token(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    LeakyHub.seen_tokens = []
     return TOKEN
 
 
-def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, tiny_model, tiny_dataset, runs_dir,
-                                                                 monkeypatch, capsys, caplog):
-    monkeypatch.setattr(huggingface_hub, "HfApi", LeakyHub)  # what push_run builds from HF_TOKEN
+def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, leaky_hubs, tiny_model, tiny_dataset,
+                                                                 runs_dir, capsys, caplog):
     argv = ["--base-model", str(tiny_model), "--dataset", str(tiny_dataset), "--train-size", "60",
             "--test-size", "30", "--epochs", "1", "--batch-size", "8", "--max-length", "32",
             "--few-shot-k", "0", "--no-measure-forgetting", "--runs-dir", str(runs_dir),
@@ -64,8 +61,12 @@ def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, tiny_mod
         code = cli.main(argv)
     out = capsys.readouterr()
     assert code == 3, out.err  # trained, push failed
-    assert LeakyHub.seen_tokens == [token]  # the token was really in play
-    assert "the Hub refused the token" in out.out or "failed" in out.out
+    assert [h.token for h in leaky_hubs] == [token] and leaky_hubs[0].uploads == []  # the token was in play
+    [said] = [line for line in out.out.splitlines() if line.startswith("hub: ")]
+    # the why, in one line: the Hub's own first line with the token scrubbed out, not its second line
+    assert said.startswith("hub: failed someone/tweet-sentiment the push to someone/tweet-sentiment failed")
+    assert "[PermissionError: 401 Unauthorized: token *** cannot write to this repo]" in said
+    assert "headers" not in out.out + out.err
     for text, where in ((out.out, "stdout"), (out.err, "stderr"), (caplog.text, "the logs")):
         _assert_clean(text, where)
     run_dir = next(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
@@ -73,7 +74,7 @@ def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, tiny_mod
     assert _assert_folder_clean(runs_dir) > 5
 
     # the exception's own text, when push_run is called directly (the app's "push again")
-    result = hub.push_run(run_dir, "someone/tweet-sentiment", api=LeakyHub(token))
+    result = hub.push_run(run_dir, "someone/tweet-sentiment", api=huggingface_hub.HfApi(token=token))
     assert result.state == "failed" and "***" in result.message
     _assert_clean(result.message, "the push result")
     _assert_clean((run_dir / hub.PUSH_RESULT).read_text(), "push.json")
@@ -109,15 +110,13 @@ def test_scrub_hides_the_token_and_anything_shaped_like_one(token):
     assert SECRET not in first_line(ValueError(f"bad {token}\nsecond line"))
 
 
-def test_the_app_never_shows_the_token(token, tiny_model, tiny_dataset, runs_dir, monkeypatch, capsys, caplog):
+def test_the_app_never_shows_the_token(token, leaky_hubs, tiny_model, tiny_dataset, runs_dir, capsys, caplog):
     """Train and push through the app's API with a Hub that quotes the token back; then read every
     answer a browser or a script could get, the server's output and the runs folder."""
     import httpx
 
     from finetune.config import TrainConfig
-    from tests.test_app import serve, wait_for_end
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", LeakyHub)
     defaults = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
                            train_size=60, test_size=30, epochs=1, batch_size=8, max_length=32, few_shot_k=0,
                            measure_forgetting=False, hub_model_id="someone/tweet-sentiment")
@@ -134,7 +133,7 @@ def test_the_app_never_shows_the_token(token, tiny_model, tiny_dataset, runs_dir
         answers = [json.dumps(status), json.dumps(client.predict(api_name="/status")),
                    httpx.get(url + "health").text, httpx.get(url).text, httpx.get(url + "config").text,
                    json.dumps(client.predict("hello", api_name="/classify"))]
-    assert LeakyHub.seen_tokens and set(LeakyHub.seen_tokens) == {token}
+    assert leaky_hubs and {h.token for h in leaky_hubs} == {token} and not any(h.uploads for h in leaky_hubs)
     out = capsys.readouterr()
     for i, text in enumerate(answers):
         _assert_clean(text, f"answer {i}")
