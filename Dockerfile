@@ -23,9 +23,10 @@ WORKDIR /home/user/app
 
 # torch first, the CPU build at the version pinned in requirements.txt (PyPI's Linux wheel pulls CUDA),
 # then the other pins (torch is then already satisfied)
-COPY --chown=1000:1000 requirements.txt .
+COPY --chown=1000:1000 requirements.txt requirements-bundled.txt ./
 RUN pip install --user --index-url https://download.pytorch.org/whl/cpu "$(grep -E '^torch==' requirements.txt)" \
-    && pip install --user -r requirements.txt
+    && pip install --user -r requirements.txt \
+    && pip install --user --no-deps -r requirements-bundled.txt
 
 COPY --chown=1000:1000 . .
 
