@@ -113,6 +113,9 @@ class TrainConfig:
     include_corrections: bool = field(default=True, metadata=_help(
         "Add people's corrections from the chat (<runs_dir>/corrections.jsonl) to the training rows, "
         "de-duplicated against them and never in validation or test."))
+    drop_near_duplicates: bool = field(default=True, metadata=_help(
+        "Also drop near-copies (a link, a mention, case, punctuation or a few letters apart): train rows that "
+        "nearly copy a test tweet, and within train all but one of each group (finetune/neardup.py; seconds)."))
 
     def __post_init__(self):
         self.train_size = parse_size(self.train_size)

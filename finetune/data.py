@@ -22,6 +22,7 @@ from core.errors import UserError, first_line, is_offline_error, looks_like_path
 from core.labels import LABELS, label_id, label_mapper
 
 from .config import TrainConfig
+from . import neardup
 from .events import data_report_text
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -165,6 +166,10 @@ class DataReport:
     conflicting_labels: int = 0
     train_test_overlap: int = 0
     corrections_added: int = 0
+    excluded_by_review: int = 0         # rows a person excluded in the label review (finetune/exclusions.py)
+    near_test_copies: int = 0           # train rows that nearly copy a test tweet (finetune/neardup.py)
+    near_duplicates_removed: int = 0    # near-copies within train, all but one of each group
+    near_duplicate_conflicts: int = 0   # near-duplicate groups whose rows came with different labels
     label_counts: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
     examples: dict = field(default_factory=dict)
@@ -250,11 +255,43 @@ def _to_dataset(rows) -> Dataset:
     return Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]})
 
 
-def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) -> tuple[DatasetDict, DataReport]:
+def clean_train(train_rows: list, test_rows: list, report: DataReport, excluded: set[str],
+                near: bool = True) -> list[tuple[str, int]]:
+    """The train rows a run may use: none also in the test split (all of it, not only our subset), none a
+    person excluded, no duplicates (so that validation, carved from what is left, shares no text with
+    train either); with `near`, no near-copies of a test tweet and one row per near-duplicate group."""
+    test_keys = {fold(t) for t, _ in test_rows}
+    before = len(train_rows)
+    train_rows = [r for r in train_rows if fold(r[0]) not in test_keys]
+    report.train_test_overlap = before - len(train_rows)
+    before = len(train_rows)
+    train_rows = [r for r in train_rows if fold(r[0]) not in excluded]
+    report.excluded_by_review = before - len(train_rows)
+    train_rows = dedupe(train_rows, report)
+    return drop_near_copies(train_rows, test_rows, report) if near else train_rows
+
+
+def drop_near_copies(train_rows: list, test_rows: list, report: DataReport) -> list[tuple[str, int]]:
+    """Train rows that nearly copy a test tweet go; of each near-duplicate group within train one row
+    stays (the majority label's; a group people disagree on goes whole). A few examples go in the report."""
+    texts = [t for t, _ in train_rows]
+    copies = neardup.near_copies(texts, [t for t, _ in test_rows])
+    groups = neardup.near_duplicate_groups(texts)
+    drop, conflicts = neardup.resolve(groups, [l for _, l in train_rows])
+    report.near_test_copies, report.near_duplicates_removed = len(copies), len(drop - set(copies))
+    report.near_duplicate_conflicts = conflicts
+    report.examples["near_test_copies"] = [[texts[a], test_rows[b][0]] for a, b in list(copies.items())[:3]]
+    report.examples["near_duplicates"] = [[texts[i] for i in g[:3]] for g in groups[:3]]
+    return [r for i, r in enumerate(train_rows) if i not in drop and i not in copies]
+
+
+def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
+            excluded: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
     """Load, clean and split per the config: `train`, `validation`, `test` (text, label) + the report.
 
     `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
-    them and never lands in validation or test.
+    them and never lands in validation or test. `excluded` (folded texts a person took out in the label
+    review) never trains.
     """
     raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column)
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
@@ -266,13 +303,8 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) 
     test_rows = clean_split(*test_cols, report, bad_labels, to_id)
     if bad_labels:
         report.examples["unknown_labels"] = bad_labels
-    # leakage: nothing we train on may also be in the test split (all of it, not only our subset)
     test_keys = {fold(t) for t, _ in test_rows}
-    before = len(train_rows)
-    train_rows = [r for r in train_rows if fold(r[0]) not in test_keys]
-    report.train_test_overlap = before - len(train_rows)
-    # then duplicates, so that validation (carved from what is left) shares no text with train either
-    train_rows = dedupe(train_rows, report)
+    train_rows = clean_train(train_rows, test_rows, report, excluded or set(), cfg.drop_near_duplicates)
 
     test = _subset(test_rows, cfg.test_size, cfg.seed)
     pool = _subset(train_rows, 0, cfg.seed)

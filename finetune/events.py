@@ -32,6 +32,9 @@ def data_report_text(report: dict | None) -> str:
     return (f"Rows in: {counts(report.get('rows_in'))}. Dropped {report.get('dropped_empty', 0)} empty, "
             f"{report.get('dropped_unknown_label', 0)} with unknown labels, {report.get('duplicates_removed', 0)} "
             f"duplicates after lower-casing and folding whitespace ({report.get('conflicting_labels', 0)} with "
-            f"conflicting labels), {report.get('train_test_overlap', 0)} train rows also in test (leakage); added "
+            f"conflicting labels), {report.get('train_test_overlap', 0)} train rows also in test (leakage), "
+            f"{report.get('near_test_copies', 0)} nearly copying a test tweet, {report.get('near_duplicates_removed', 0)} "
+            f"near-duplicates ({report.get('near_duplicate_conflicts', 0)} groups with conflicting labels), "
+            f"{report.get('excluded_by_review', 0)} excluded in the label review; added "
             f"{report.get('corrections_added', 0)} people's corrections. Used: {counts(report.get('sizes'))}. "
             f"Label counts: {counts(report.get('label_counts'))}.")

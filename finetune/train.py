@@ -33,7 +33,7 @@ from core.labels import LABELS
 from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
 from core.runs import PARTIAL, TRAIN_CONFIG, Run, RunState, RunWriter, check_writable
 
-from . import baseline, corrections, data, diagnosis, forgetting
+from . import baseline, corrections, data, diagnosis, exclusions, forgetting
 from .card import model_card
 from .config import TrainConfig
 from .metrics import classification_metrics, trainer_metrics
@@ -205,7 +205,7 @@ def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = N
     training rows (unless cfg.include_corrections is off, or `extra_train` is given instead)."""
     if cfg.include_corrections and extra_train is None:
         extra_train = corrections.training_rows(cfg.runs_dir)
-    return data.prepare(cfg, extra_train=extra_train)
+    return data.prepare(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir))
 
 
 def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None) -> Prepared:

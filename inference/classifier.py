@@ -186,11 +186,13 @@ class FewShot(SentimentModel):
 
     kind = "few-shot"
 
-    def __init__(self, base_model: str, examples: list[tuple[str, int]]):
+    def __init__(self, base_model: str, examples: list[tuple[str, int]], calibration_texts: list[str] | None = None,
+                 reason: str = "", name: str = ""):
         super().__init__()
-        self.clf = FewShotClassifier.load(base_model, examples)
-        self.name = f"{base_model} (base model, {len(examples)}-shot)"
+        self.clf = FewShotClassifier.load(base_model, examples, calibration_texts)
+        self.name = f"{name or base_model} (base model, {len(examples)}-shot)"
         self.source = base_model
+        self.reason = reason  # why this model serves, when it is not the one configured (the bundled one)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.clf.predict_proba(texts)

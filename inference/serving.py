@@ -14,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+from core.bundled import BUNDLED_NAME, resolve_base_model
 from core.errors import UserError, check_on_hub
+from core.fewshot import builtin_calibration
 from core.runs import list_runs, serving
 from core.settings import Settings
 
@@ -60,8 +62,10 @@ def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "
             reasons.append(f"Hub repo {hub_model_id}: {exc}")
     if base_model:
         try:
-            check_on_hub("model", base_model)
-            return FewShot(base_model, FEW_SHOT_EXAMPLES[:k])
+            source, reason = resolve_base_model(base_model)  # offline: the bundled SmolLM2, saying so
+            check_on_hub("model", source)
+            return FewShot(source, FEW_SHOT_EXAMPLES[:k], builtin_calibration(), reason=reason,
+                           name=BUNDLED_NAME if reason else "")
         except (UserError, ValueError) as exc:
             reasons.append(f"base model {base_model}: {exc}")
     raise NoModel("no model to serve: " + ("; ".join(reasons) or f"no complete run in {runs_dir}") +

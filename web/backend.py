@@ -93,7 +93,7 @@ class Backend:
                     "error": self.server.error or "the model is loading"}
         test = (Run(Path(model.source)).metrics.get("test") or {}) if model.kind == "fine-tuned" else {}
         return {"loaded": True, "name": model.name, "kind": model.kind, "test_accuracy": test.get("accuracy"),
-                "test_f1_macro": test.get("f1_macro"), "error": ""}
+                "test_f1_macro": test.get("f1_macro"), "error": "", "reason": getattr(model, "reason", "")}
 
     def correct(self, text, model_label, corrected_label, model_name: str = "") -> str:
         """Store a person's correction of a reply, then copy the file to the Hub dataset in the background."""
@@ -128,7 +128,7 @@ class Backend:
         if why := self.refused(profile):
             return {"accepted": False, "message": why}
         try:
-            values = {**self.defaults.to_dict(), **self.web_settings(settings)}
+            values = {**self.defaults.to_dict(), "base_model": self.base_model(), **self.web_settings(settings)}
             accepted, message = self.job.start(TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)}))
         except UserError as exc:
             accepted, message = False, f"not started: {exc}"
@@ -161,9 +161,15 @@ class Backend:
         model = self.server.model
         return f"Classify now answers with {model.name}" if model else self.server.error
 
+    def base_model(self) -> str:
+        """The base model a retrain starts from: the configured one, or the bundled one that serves in
+        its place while the Hub is unreachable."""
+        model = self.server.model
+        return model.source if getattr(model, "reason", "") else self.defaults.base_model
+
     def health(self) -> dict:
         model, status = self.server.model, self.job.status()
         return {"status": "ok", "model_loaded": model is not None, "model": model.name if model else None,
-                "model_kind": model.kind if model else None,
+                "model_kind": model.kind if model else None, "model_reason": getattr(model, "reason", ""),
                 "model_error": "" if model else (self.server.error or "loading"),
                 "job_running": self.job.busy, "job_state": status["state"], "run_id": status.get("run_id")}

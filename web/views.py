@@ -50,7 +50,8 @@ def serving_md(info: dict) -> str:
             quality += f", macro-F1 {info['test_f1_macro']:.3f}"
     else:
         quality = "fine-tuned (no test metrics with it)"
-    return f"Serving **{as_text(info['name'])}**: {quality}"
+    reason = f"  \nℹ️ {as_text(info['reason'], 600)}" if info.get("reason") else ""
+    return f"Serving **{as_text(info['name'])}**: {quality}{reason}"
 
 
 def progress_html(status: dict) -> str:
