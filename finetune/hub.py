@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import HfApi
+import huggingface_hub
 
 from core import settings
 from core.errors import first_line, is_offline_error, scrub
@@ -34,7 +34,7 @@ def client(api=None, token: str | None = None):
     """`api` when given (tests pass a fake), else huggingface_hub's HfApi with `token` (HF_TOKEN)."""
     if api is not None:
         return api
-    return HfApi(token=token or settings.token())
+    return huggingface_hub.HfApi(token=token or settings.token())
 
 
 def explain_failure(exc: Exception, repo_id: str) -> str:
