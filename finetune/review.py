@@ -6,7 +6,8 @@
 Out-of-sample probabilities, cheaply on 2 CPU cores: sentence embeddings (the mean of the last hidden
 states) from one forward pass of a model — the base model, or a fine-tuned run's backbone, whose
 representations already separate the sentiments — then a cross-validated logistic regression, so
-that each row's probabilities come from a fold that never saw it. Embeddings are cached per model and
+that each row's probabilities come from a fold that never saw it. With a run, only rows it never
+trained on are reviewed, and its own probabilities are averaged in (RESULTS.md: the best ranking). Embeddings are cached per model and
 texts. `cleanlab.filter.find_label_issues` flags the rows whose given label the model doubts, ranked
 by self-confidence. A person then keeps, relabels (a correction, see `corrections`) or excludes each
 (`exclude`: <runs_dir>/exclusions.jsonl, which the next retrain's data honours).
@@ -37,7 +38,7 @@ from transformers.utils import logging as hf_logging
 
 from core.errors import UserError
 from core.labels import LABELS
-from core.model import load_classifier, load_tokenizer, set_threads
+from core.model import load_classifier, load_tokenizer, predict_proba, set_threads
 from core.runs import Run, read_json, write_json
 
 from . import data
@@ -88,6 +89,13 @@ def embed(model_source: str, texts: list[str], cache_dir: Path | None = None, ba
     return out
 
 
+def run_probs(run_dir: Path, texts: list[str]) -> np.ndarray:
+    """A fine-tuned run's own label probabilities (call only on rows it did not train on)."""
+    tokenizer = load_tokenizer(str(run_dir))
+    model = load_classifier(str(run_dir), tokenizer).eval()
+    return predict_proba(model, tokenizer, texts, Run(run_dir).config.get("max_length", EMBED_MAX_TOKENS))
+
+
 def out_of_sample_probs(features: np.ndarray, labels: list[int], seed: int = 42) -> np.ndarray:
     """(n, 3) probabilities, each row's from a logistic regression fitted on the other folds."""
     folds = min(FOLDS, min(np.bincount(labels, minlength=len(LABELS))))
@@ -115,6 +123,8 @@ def review(texts: list[str], labels: list[int], embedder: str, cache_dir: Path |
     features = embed(embedder, texts, cache_dir)
     embedded = time.perf_counter()
     probs = out_of_sample_probs(features, labels, seed)
+    if Run(Path(embedder)).is_complete:  # a run's own answers on rows it never saw are out-of-sample too
+        probs = (probs + run_probs(Path(embedder), texts)) / 2
     found = suspects(texts, labels, probs)
     summary = {"rows": len(texts), "flagged": len(found), "embedder": Path(embedder).name,
                "out_of_fold_accuracy": round(float((probs.argmax(1) == np.asarray(labels)).mean()), 4),

@@ -4,6 +4,7 @@ import json
 import numpy as np
 
 from core.runs import Run
+from finetune.config import TrainConfig
 from finetune import exclusions, review
 
 
@@ -68,3 +69,14 @@ def test_a_runs_backbone_reviews_only_rows_it_did_not_train_on(trained_run, tiny
     kept, kept_labels, left_out = review.unseen_by(trained_run, texts, labels)
     assert left_out == len(set(texts) & run_rows) > 0 and not set(kept) & run_rows
     assert len(kept) == len(kept_labels) == len(texts) - left_out
+
+
+def test_a_run_as_embedder_averages_in_its_own_probabilities(trained_run, tiny_model, tiny_dataset, runs_dir,
+                                                             monkeypatch):
+    seen = []
+    monkeypatch.setattr(review, "run_probs", lambda run, texts: seen.append(len(texts)) or np.full((len(texts), 3), 1 / 3))
+    texts, labels = review.training_rows(TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset),
+                                                     train_size=0, seed=7))
+    texts, labels, _ = review.unseen_by(trained_run, texts, labels)
+    _, summary = review.review(texts, labels, str(trained_run), runs_dir / "_cache")
+    assert seen == [len(texts)] and summary["rows"] == len(texts)
