@@ -340,7 +340,7 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
 
 # --- preview --------------------------------------------------------------------------------------
 def preview(dataset: str, text_column: str = TrainConfig.text_column, label_column: str = TrainConfig.label_column,
-            rows: int = 5, seed: int = 42) -> dict:
+            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True) -> dict:
     """What the Train tab shows before training: the first rows, the row count, the columns, the text
     and label columns that will be read (guessed by name unless given), the class balance of the whole
     file, its encoding, and the data report (empty rows, duplicates, conflicts, overlap with test)."""
@@ -351,6 +351,7 @@ def preview(dataset: str, text_column: str = TrainConfig.text_column, label_colu
     to_id = label_mapper(values, label)
     balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
     _, report = prepare(TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0,
+                                    drop_near_duplicates=drop_near_duplicates,
                                     test_size=0, seed=seed))
     path = Path(dataset).expanduser()
     text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")

