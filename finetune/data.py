@@ -275,8 +275,7 @@ def drop_near_copies(train_rows: list, test_rows: list, report: DataReport) -> l
     """Train rows that nearly copy a test tweet go; of each near-duplicate group within train one row
     stays (the majority label's; a group people disagree on goes whole). A few examples go in the report."""
     texts = [t for t, _ in train_rows]
-    copies = neardup.near_copies(texts, [t for t, _ in test_rows])
-    groups = neardup.near_duplicate_groups(texts)
+    groups, copies = neardup.find(texts, [t for t, _ in test_rows])
     drop, conflicts = neardup.resolve(groups, [l for _, l in train_rows])
     report.near_test_copies, report.near_duplicates_removed = len(copies), len(drop - set(copies))
     report.near_duplicate_conflicts = conflicts

@@ -1,7 +1,6 @@
 """Near-duplicate tweets: copies that differ by a link, a mention, case, punctuation or a few letters.
 
-    groups = near_duplicate_groups(texts)          # within one split: lists of row indices
-    copies = near_copies(train_texts, test_texts)  # train rows that nearly copy a test tweet
+    groups, copies = find(train_texts, test_texts)  # groups within train; {train row: test row it copies}
 
 Texts are normalised first (links, mentions, case, punctuation, letters repeated for emphasis); MinHash
 LSH (datasketch) over character shingles then proposes candidate pairs, and rapidfuzz confirms each
@@ -13,8 +12,11 @@ import re
 import zlib
 from collections import Counter
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 from rapidfuzz import fuzz
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 SIMILARITY = 90       # rapidfuzz ratio (0-100) of the normalised texts for a confirmed near-copy
 LSH_THRESHOLD = 0.5   # estimated Jaccard of the shingle sets for a candidate pair
@@ -59,35 +61,37 @@ def _confirmed(norm: list[str], pairs) -> list[tuple[int, int]]:
     return [(a, b) for a, b in pairs if norm[a] == norm[b] or fuzz.ratio(norm[a], norm[b]) >= SIMILARITY]
 
 
-def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
-    """Groups of two or more rows that nearly copy each other (sorted row indices, the first row first)."""
-    norm = [normalise(t) for t in texts]
-    rows = list(range(len(texts)))
-    parent = rows[:]
+def find(texts: list[str], others: list[str] = ()) -> tuple[list[list[int]], dict[int, int]]:
+    """In one pass (each text normalised and hashed once): the groups of two or more rows of `texts` that
+    nearly copy each other (sorted row indices, groups in order of their first row), and the rows of
+    `texts` that nearly copy a row of `others` (e.g. train rows that copy a test tweet): {row: row of others}."""
+    norm = [normalise(t) for t in [*texts, *others]]
+    n = len(texts)
+    pairs = _confirmed(norm, _candidates(norm, keys=list(range(len(norm))), queries=list(range(n))))
+    copies = {a: b - n for a, b in sorted(((a, b) for a, b in pairs if b >= n), reverse=True)}
+    return _groups(n, [(a, b) for a, b in pairs if b < n]), copies
 
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for a, b in _confirmed(norm, _candidates(norm, rows, rows)):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+def _groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """The connected components of more than one row in the graph of near-copy pairs."""
+    if not pairs:
+        return []
+    a, b = zip(*pairs)
+    _, component = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
     groups: dict[int, list[int]] = {}
-    for i in rows:
-        groups.setdefault(root(i), []).append(i)
+    for row, c in enumerate(component):
+        groups.setdefault(c, []).append(row)
     return [g for g in groups.values() if len(g) > 1]
 
 
+def near_duplicate_groups(texts: list[str]) -> list[list[int]]:
+    """The near-duplicate groups within `texts` (see `find`)."""
+    return find(texts)[0]
+
+
 def near_copies(texts: list[str], others: list[str]) -> dict[int, int]:
-    """Rows of `texts` that nearly copy a row of `others` (e.g. train rows that copy a test tweet):
-    {row of texts: row of others}."""
-    norm = [normalise(t) for t in texts] + [normalise(t) for t in others]
-    n = len(texts)
-    pairs = _confirmed(norm, _candidates(norm, keys=list(range(n, len(norm))), queries=list(range(n))))
-    return {a: b - n for a, b in sorted(pairs, reverse=True)}
+    """The rows of `texts` that nearly copy a row of `others` (see `find`)."""
+    return find(texts, others)[1]
 
 
 def resolve(groups: list[list[int]], labels: list[int]) -> tuple[set[int], int]:
