@@ -6,6 +6,7 @@ the report that counts every row dropped on the way.
 """
 from __future__ import annotations
 
+import copy
 import random
 import tempfile
 from collections import Counter
@@ -284,14 +285,24 @@ def drop_near_copies(train_rows: list, test_rows: list, report: DataReport) -> l
     return [r for i, r in enumerate(train_rows) if i not in drop and i not in copies]
 
 
-def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
-            excluded: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
-    """Load, clean and split per the config: `train`, `validation`, `test` (text, label) + the report.
+@dataclass
+class Cleaned:
+    """The cleaned rows of a dataset before the split: the shuffled train pool, the test subset, people's
+    corrections still to join the train rows, and the report so far (`split` finishes it)."""
+    pool: list
+    test: list
+    test_keys: set
+    extra_train: list
+    report: DataReport
 
-    `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
-    them and never lands in validation or test. `excluded` (folded texts a person took out in the label
-    review) never trains.
-    """
+    def max_train(self, validation_share: float) -> int:
+        """Training rows when every row trains: the pool less the validation share held out of it."""
+        return len(self.pool) - round(validation_share * len(self.pool))
+
+
+def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
+          excluded: set[str] | None = None) -> Cleaned:
+    """Load and clean per the config: every step of `prepare` but the split."""
     raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column)
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
     bad_labels: list = []
@@ -304,9 +315,16 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
         report.examples["unknown_labels"] = bad_labels
     test_keys = {fold(t) for t, _ in test_rows}
     train_rows = clean_train(train_rows, test_rows, report, excluded or set(), cfg.drop_near_duplicates)
+    return Cleaned(_subset(train_rows, 0, cfg.seed), _subset(test_rows, cfg.test_size, cfg.seed), test_keys,
+                   list(extra_train or []), report)
 
-    test = _subset(test_rows, cfg.test_size, cfg.seed)
-    pool = _subset(train_rows, 0, cfg.seed)
+
+def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
+    """`train`, `validation`, `test` (text, label) per cfg.train_size and validation_share, + the report.
+
+    `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
+    them and never lands in validation or test."""
+    pool, test, report = cleaned.pool, cleaned.test, copy.deepcopy(cleaned.report)
     n_train = min(cfg.train_size, len(pool)) if cfg.train_size else len(pool)
     n_val = round(cfg.validation_share * n_train)
     if cfg.train_size == 0 or n_train + n_val > len(pool):  # the whole split: hold validation out of it
@@ -316,10 +334,10 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
         list(range(len(pool))), [])
     validation, train = [pool[i] for i in held], [pool[i] for i in rest[:n_train]]
 
-    if extra_train:
-        seen = {fold(t) for t, _ in train} | {fold(t) for t, _ in validation} | test_keys
+    if cleaned.extra_train:
+        seen = {fold(t) for t, _ in train} | {fold(t) for t, _ in validation} | cleaned.test_keys
         added = []
-        for text, label in extra_train:
+        for text, label in cleaned.extra_train:
             if fold(text) not in seen:
                 seen.add(fold(text))
                 added.append((text, label))
@@ -335,6 +353,17 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
     report.label_counts = {name: _label_counts(rows) for name, rows in splits.items()}
     report.sizes = {name: len(rows) for name, rows in splits.items()}
     return DatasetDict({name: _to_dataset(rows) for name, rows in splits.items()}), report
+
+
+def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
+            excluded: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
+    """Load, clean and split per the config: `train`, `validation`, `test` (text, label) + the report.
+
+    `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
+    them and never lands in validation or test. `excluded` (folded texts a person took out in the label
+    review) never trains.
+    """
+    return split(cfg, clean(cfg, extra_train, excluded))
 
 
 # --- preview --------------------------------------------------------------------------------------
