@@ -11,13 +11,26 @@ def event_text(event: dict) -> str:
         text = f"step {event.get('step')}/{event.get('total_steps')} epoch {event.get('epoch') or 0:.2f}"
         if "loss" in event:
             text += f"  loss {event['loss']:.4f}"
+        if kind == "progress" and event.get("budget_s"):
+            text += f", {budget_text(event)}"
         if kind == "progress" and event.get("eta_s") is not None:
-            text += f", ETA {event['eta_s']:.0f}s"
+            text += f", ETA {duration(event['eta_s'])}"
         return text
     if kind == "eval":
         return (f"validation @ step {event.get('step')}: loss {event.get('eval_loss', float('nan')):.4f}, "
                 f"accuracy {event.get('eval_accuracy', 0):.3f}, macro-F1 {event.get('eval_f1_macro', 0):.3f}")
     return event.get("message", "")
+
+
+def duration(seconds: float) -> str:
+    """75 → "1m 15s", 9.6 → "10s"."""
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def budget_text(event: dict) -> str:
+    """A budgeted run's time so far against its budget: "1m 05s of 2m 00s budget"."""
+    return f"{duration(event.get('elapsed_s') or 0)} of {duration(event['budget_s'])} budget"
 
 
 def counts(values: dict | None) -> str:

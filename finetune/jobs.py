@@ -109,8 +109,9 @@ class TrainingJob:
 
     def status(self) -> dict:
         """A JSON-able snapshot: state (idle/running/done/failed/stopped), run_id, step, total_steps,
-        epoch, eta_s, message; once a run has ended its metrics, data report and push result. With no
-        job since start-up: idle, with the newest run's results."""
+        epoch, eta_s, budget_s (a run sized by its time budget), message; once a run has ended its
+        metrics, data report and push result. With no job since start-up: idle, with the newest run's
+        results."""
         run = self._find_run() if self._run_id else None
         status = self._idle_status() if run is None and self._state == JobState.IDLE else self._job_status(run)
         if self._pushing:
@@ -168,7 +169,7 @@ class TrainingJob:
     def _on_event(self, event: dict) -> None:
         self._run_id = event.get("run_id") or self._run_id
         if event["event"] == "progress":
-            self._progress = {k: event.get(k) for k in ("step", "total_steps", "epoch", "eta_s", "elapsed_s")}
+            self._progress = {k: event.get(k) for k in (*train.PROGRESS_KEYS, "elapsed_s")}
             if not self._stop.is_set():
                 self._message = "training"
         elif event.get("message") and not self._stop.is_set():
@@ -204,7 +205,7 @@ class TrainingJob:
 
     def _job_status(self, run: Run | None) -> dict:
         folder = run.status if run else {}
-        progress = {k: folder.get(k) for k in ("step", "total_steps", "epoch", "eta_s")}
+        progress = {k: folder.get(k) for k in train.PROGRESS_KEYS}
         progress.update({k: v for k, v in self._progress.items() if v is not None})  # fresher than the file
         status = {"state": self._state, "run_id": self._run_id or None, **progress,
                   "elapsed_s": self._progress.get("elapsed_s"), "message": self._message,
@@ -236,8 +237,8 @@ def _results(run: Run) -> dict:
 def check_settings(cfg: TrainConfig):
     """What can be checked in a moment, before any thread starts: the config, that the model and the
     dataset exist (a local path, or a Hub repo), that the runs folder is writable. A local dataset must
-    load: it is prepared here, and what this returns (`train.prepare_data`'s splits and report; None
-    for a Hub dataset, which the run loads) is handed to the run, so that it loads once."""
+    load: it is prepared here, and what this returns (`train.prepare_data`'s cleaned rows; None for a
+    Hub dataset, which the run loads) is handed to the run, so that it loads once."""
     cfg.validate()
     check_source(cfg.base_model)
     path = Path(cfg.dataset).expanduser()

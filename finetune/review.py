@@ -45,6 +45,7 @@ from . import data
 from .config import TrainConfig
 
 FOLDS = 5
+REVIEW_ROWS = 1400      # rows reviewed unless --train-size says (the one-click size before the time budget)
 EMBED_MAX_TOKENS = 64   # a tweet's sentiment is in its first 64 tokens; longer rows cost more for nothing
 
 
@@ -186,7 +187,7 @@ def parse_args(argv=None):
     p.add_argument("--base-model", default=TrainConfig.base_model, help="as for python -m finetune")
     p.add_argument("--embedder", default="", help="a model or run folder to embed with (default: the base model); "
                    "a fine-tuned run's backbone finds more label errors (RESULTS.md)")
-    p.add_argument("--train-size", default=str(TrainConfig.train_size), help="rows to review (0 or 'all' = every one)")
+    p.add_argument("--train-size", default=str(REVIEW_ROWS), help="rows to review (0 or 'all' = every one)")
     p.add_argument("--runs-dir", default=TrainConfig.runs_dir, help="where the cache and the list go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--flip", type=float, default=0.0, help="the controlled check: flip this share of labels first")

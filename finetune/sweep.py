@@ -3,7 +3,8 @@
     python -m finetune --sweep "learning_rate=2e-5,5e-5,1e-4 epochs=1,2 batch_size=8,16" [other options]
     python -m finetune --sweep --sweep-train-best ...      # the default grid, then train the best once
 
-Each setting of the grid trains the model on the run's training tweets and scores its best checkpoint on
+Each setting of the grid trains the model on the run's training tweets (with a time budget and no
+train size: as many as the budget fits at the base setting, measured once) and scores its best checkpoint on
 the validation tweets (carved out of the train split, never trained on). The test split is dropped right
 after the data are prepared: it is never read to choose. The table goes to stdout and to
 `<runs_dir>/_sweeps/sweep-<time>.json`; `--sweep-train-best` then trains the best setting as an ordinary
@@ -22,15 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
+from accelerate import PartialState
 from datasets import DatasetDict
 
 from core.errors import UserError
-from core.model import load_tokenizer, set_threads
+from core.model import load_tokenizer, resolve_precision, set_threads
 from core.runs import write_json
 
 from . import data
 from .config import ConfigError, TrainConfig
-from .train import Progress, build_trainer, model_to_train, prepare_data
+from .train import Progress, build_trainer, fill_budget, model_to_train, prepare_data
 
 DEFAULT_GRID = "learning_rate=2e-5,5e-5,1e-4 epochs=1,2 batch_size=8,16"
 SEARCHABLE = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "early_stopping_patience",
@@ -103,7 +106,13 @@ def search(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], N
     emit = on_event or (lambda event: None)
     set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.base_model)
-    splits, _ = prepare_data(cfg)
+    cleaned = prepare_data(cfg)
+    cfg, plan = fill_budget(cfg, tokenizer, cleaned, resolve_precision(cfg.precision),
+                            PartialState(cpu=not torch.cuda.is_available()), emit)
+    if plan is not None:  # every trial trains on the size the budget chose for the base setting
+        emit({"event": "budget", "message": plan.summary()})
+        configs = trial_configs(cfg, grid)
+    splits, _ = data.split(cfg, cleaned)
     splits = DatasetDict(train=splits["train"], validation=splits["validation"])  # test: never used to choose
     if len(splits["validation"]) == 0:
         raise UserError("the validation split is empty: use more training tweets or a larger validation_share")

@@ -11,7 +11,7 @@ data-parallel; only the main process writes the run folder).
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import threading
 import time
 import warnings
@@ -33,7 +33,7 @@ from core.labels import LABELS
 from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
 from core.runs import PARTIAL, TRAIN_CONFIG, Run, RunState, RunWriter, check_writable
 
-from . import baseline, corrections, data, diagnosis, exclusions, forgetting
+from . import baseline, budget, corrections, data, diagnosis, exclusions, forgetting
 from .card import model_card
 from .config import TrainConfig
 from .metrics import classification_metrics, trainer_metrics
@@ -43,6 +43,7 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 
 Listener = Callable[[dict], None]
 STATUS_EVERY_S = 2.0   # status.json gets the progress this often (other processes and browsers read it)
+PROGRESS_KEYS = ("step", "total_steps", "epoch", "eta_s", "budget_s")  # what status.json holds of an event
 
 
 @dataclass
@@ -57,21 +58,26 @@ class RunResult:
 class Progress(TrainerCallback):
     """Turns the Trainer's callbacks into events, and a stop flag into a clean stop at the next step.
 
-    Events (dicts): {"event": "progress", step, total_steps, epoch, eta_s, elapsed_s}
+    Events (dicts): {"event": "progress", step, total_steps, epoch, eta_s, elapsed_s[, budget_s]}
                     {"event": "log", step, epoch, loss, learning_rate, ...}
                     {"event": "eval", step, epoch, eval_loss, eval_accuracy, eval_f1_macro, ...}
+    With a time budget's `plan`, events carry budget_s and the ETA is what the plan has left (from the
+    steps done only once the run is past its plan).
     """
 
-    def __init__(self, emit: Listener, stop: threading.Event | None = None):
-        self.emit, self.stop = emit, stop
+    def __init__(self, emit: Listener, stop: threading.Event | None = None, plan: budget.Plan | None = None):
+        self.emit, self.stop, self.plan = emit, stop, plan
         self.started = None
 
     def _base(self, state) -> dict:
         elapsed = time.monotonic() - self.started if self.started else 0.0
         step, total = state.global_step, state.max_steps
         eta = elapsed / step * (total - step) if step else None
-        return {"step": step, "total_steps": total, "epoch": round(state.epoch or 0.0, 4),
+        if self.plan is not None and elapsed < self.plan.planned_s:
+            eta = self.plan.planned_s - elapsed
+        base = {"step": step, "total_steps": total, "epoch": round(state.epoch or 0.0, 4),
                 "elapsed_s": round(elapsed, 2), "eta_s": None if eta is None else round(eta, 1)}
+        return {**base, "budget_s": self.plan.time_budget_s} if self.plan is not None else base
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.monotonic()
@@ -101,8 +107,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_val
     """The Trainer's arguments, all derived from the config: one place for each knob. `precision` is
     cfg.precision resolved (None: resolved here)."""
     precision = precision or resolve_precision(cfg.precision)
-    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world_size)))
-    total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    steps_per_epoch, total_steps = budget.schedule_steps(cfg, n_train, world_size)
     eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
     strategy = "steps" if has_validation else "no"
     return TrainingArguments(
@@ -185,11 +190,13 @@ def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, output_dir: Pat
 @dataclass
 class Prepared:
     """What a run needs before anything is written; any bad setting, model or dataset failed before."""
+    cfg: TrainConfig        # the config as run: a time budget's train size filled in
     tokenizer: object
     splits: DatasetDict
     report: data.DataReport
     recent: list            # corrections since the newest complete run: the new model is judged on them
     precision: str          # cfg.precision resolved, once
+    plan: budget.Plan | None = None  # what the time budget chose, when it chose the train size
 
 
 @dataclass
@@ -200,17 +207,19 @@ class Trained:
     seconds: float
 
 
-def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None):
-    """(splits, data report) of a run: the dataset loaded and cleaned, with people's corrections among the
-    training rows (unless cfg.include_corrections is off, or `extra_train` is given instead)."""
+def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) -> data.Cleaned:
+    """A run's data before the split: the dataset loaded and cleaned, with people's corrections to join
+    the training rows (unless cfg.include_corrections is off, or `extra_train` is given instead)."""
     if cfg.include_corrections and extra_train is None:
         extra_train = corrections.training_rows(cfg.runs_dir)
-    return data.prepare(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir))
+    return data.clean(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir))
 
 
-def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None) -> Prepared:
+def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None,
+            emit: Listener | None = None) -> Prepared:
     """Check the settings, load the tokenizer and the data (or take `prepared_data`, what `prepare_data`
-    returned, e.g. when the app's settings check loaded them a moment ago)."""
+    returned, e.g. when the app's settings check loaded them a moment ago), let a time budget choose the
+    train size, split."""
     cfg.validate()
     if state.is_main_process:
         check_writable(cfg.runs_dir)
@@ -218,8 +227,31 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
         set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.base_model)
     recent = corrections.since_last_run(cfg.runs_dir)
-    splits, report = prepared_data or prepare_data(cfg, extra_train)
-    return Prepared(tokenizer, splits, report, recent, resolve_precision(cfg.precision))
+    cleaned = prepared_data or prepare_data(cfg, extra_train)
+    precision = resolve_precision(cfg.precision)
+    cfg, plan = fill_budget(cfg, tokenizer, cleaned, precision, state, emit)
+    splits, report = data.split(cfg, cleaned)
+    return Prepared(cfg, tokenizer, splits, report, recent, precision, plan)
+
+
+def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, state: PartialState,
+                emit: Listener | None = None) -> tuple[TrainConfig, budget.Plan | None]:
+    """(cfg with the train size that fills cfg.time_budget_s, the plan), or (cfg, None) when the budget
+    does not apply. Every process measures (the steps train data-parallel); the main one's plan is used
+    by all, and its measurement kept as this machine's last (budget.record)."""
+    if not budget.applies(cfg):
+        return cfg, None
+    if emit and state.is_main_process:
+        emit({"event": "budget", "message": f"measuring this machine's training speed on "
+              f"{budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
+    speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, state.num_processes)
+    plan = [budget.make_plan(cfg, speed, cleaned.max_train(cfg.validation_share), len(cleaned.extra_train),
+                             state.num_processes)]
+    if state.num_processes > 1:
+        broadcast_object_list(plan)
+    if state.is_main_process:
+        budget.record(cfg.runs_dir, plan[0].speed)
+    return dataclasses.replace(cfg, train_size=plan[0].train_size), plan[0]
 
 
 class RunLog:
@@ -245,15 +277,18 @@ class RunLog:
             now = time.monotonic()
             if "step" in event and (event["event"] != "progress" or now - self._last_status > STATUS_EVERY_S):
                 self._last_status = now
-                self.writer.set_status(RunState.RUNNING,
-                                       **{k: event[k] for k in ("step", "total_steps", "epoch", "eta_s")})
+                self.writer.set_status(RunState.RUNNING, **{k: event.get(k) for k in PROGRESS_KEYS})
         if self.main and self.listener:
             self.listener({"run_id": self.run_id, **event})
 
-    def begin(self, cfg: TrainConfig, report: data.DataReport) -> None:
+    def begin(self, cfg: TrainConfig, report: data.DataReport, plan: budget.Plan | None = None) -> None:
+        """train_config.json (with the train size a budget chose: a resumed run repeats the plan), the data
+        report, and the budget's plan in the history."""
         if self.writer:
             cfg.save(self.writer.path / TRAIN_CONFIG)
             self.writer.write_json("data_report.json", report.to_dict())
+            if plan is not None:
+                self({"event": "budget", "message": plan.summary(), "plan": plan.to_dict()})
             self({"event": "data", "message": report.summary(), "sizes": report.sizes})
 
     def history(self) -> list[dict]:
@@ -269,10 +304,11 @@ def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threadin
               extra_train: list[tuple[str, int]] | None = None, prepared_data=None) -> RunResult:
     """Train one run per `cfg`; see the module docstring. Bad settings raise `UserError` before any work."""
     state = PartialState(cpu=not torch.cuda.is_available())
-    prep = prepare(cfg, state, extra_train, prepared_data)
+    prep = prepare(cfg, state, extra_train, prepared_data, on_event)
+    cfg = prep.cfg
     log = RunLog(cfg, state, on_event)
     try:
-        log.begin(cfg, prep.report)
+        log.begin(cfg, prep.report, prep.plan)
         trained = train(cfg, prep, log, stop, state.num_processes)
         if _stopped(stop):
             state.wait_for_everyone()
@@ -305,7 +341,7 @@ def train(cfg: TrainConfig, prep: Prepared, log: RunLog, stop: threading.Event |
     model = model_to_train(cfg, prep.tokenizer)
     tokenized = data.tokenize(prep.splits, prep.tokenizer, cfg.max_length)
     trainer = build_trainer(cfg, model, prep.tokenizer, tokenized, log.path / "_checkpoints",
-                            [Progress(log, stop)], num_processes, prep.precision)
+                            [Progress(log, stop, prep.plan)], num_processes, prep.precision)
     log({"event": "start", "message": f"training {cfg.base_model} on {len(tokenized['train'])} tweets, "
          f"{cfg.epochs:g} epoch(s), precision {prep.precision}"})
     started = time.monotonic()
@@ -328,6 +364,8 @@ def evaluate_test(cfg: TrainConfig, prep: Prepared, trained: Trained, run_id: st
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,
         "precision": prep.precision,
     }
+    if prep.plan is not None:
+        metrics["budget"] = prep.plan.to_dict()
     if prep.recent:
         metrics["corrections"] = _judge_corrections(trainer, prep.tokenizer, cfg, prep.recent)
     return metrics

@@ -46,7 +46,7 @@ def add_gradio_api(backend: Backend) -> None:
 
     def status() -> dict:
         """The training job: state (idle/running/done/failed/stopped), run_id, step, total_steps, epoch,
-        eta_s, message; the test metrics, data report and Hub push result once a run has ended."""
+        eta_s, budget_s, message; the test metrics, data report and Hub push result once a run has ended."""
         return backend.job.status()
 
     def stop(profile: Optional[gr.OAuthProfile]) -> dict:

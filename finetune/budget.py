@@ -1,0 +1,243 @@
+"""A time budget instead of a fixed size: how many tweets fit in `time_budget_s` of training here.
+
+    speed = measure(cfg, tokenizer, cleaned.pool, precision)   # a few real steps, warm-up not timed
+    plan = make_plan(cfg, speed, cleaned.max_train(cfg.validation_share))
+    cfg = dataclasses.replace(cfg, train_size=plan.train_size)  # saved in train_config.json
+
+The budget applies when `train_size` is 0 and `time_budget_s` above 0 (`applies`); an explicit
+`train_size` wins. The plan's train size is written into the run's train_config.json, so a run
+resumed from it repeats the same plan (same size, same steps, same schedule) instead of measuring
+again. The budget covers training with its validation passes (what metrics.json's `train_seconds`
+counts); the test, the baseline and the save come after it. It never adds epochs: when every tweet
+fits with time to spare, the run trains on all of them and finishes early.
+
+The last measurement per base model, precision and device is kept in `<runs_dir>/_cache/throughput.json`,
+so that the Train tab can say before the click roughly how many tweets fit (`hint`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import TrainerCallback
+
+import core.model
+from core.runs import read_dict, write_json
+
+from .config import TrainConfig
+from .events import duration
+
+WARMUP_STEPS = 2      # not timed: the first steps allocate the optimizer state and compile kernels
+TIMED_STEPS = 4       # timed; with length grouping they hold shorter tweets than average (see StepTimer)
+MEAN_TOKENS_SAMPLE = 2000  # tweets whose mean token count converts tokens/s into tweets/s
+EVAL_SPEEDUP = 3.0    # a validation tweet costs about a third of a training tweet (forward only)
+SAVE_S = 2.0          # per validation pass: its checkpoint saved (and the best one loaded at the end)
+CACHE = Path("_cache") / "throughput.json"
+
+
+class StepTimer(TrainerCallback):
+    """Times steps warmup+1 .. max_steps, counts the real tokens they saw (from a forward hook) and how
+    long the warm-up steps took (from the start of training to the first timed step)."""
+
+    def __init__(self, model, warmup: int, device: str = "cpu"):
+        self.warmup, self.device = warmup, device
+        self.batches: list[tuple[int, int, int]] = []  # (tweets, real tokens, padded tokens) per forward
+        self.begun = self.start = self.end = None
+        self.first = self.last = self.timed_steps = 0
+        model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids")
+        if mask is not None:
+            self.batches.append((mask.shape[0], int(mask.sum()), mask.numel()))
+        elif ids is not None:
+            self.batches.append((ids.shape[0], ids.numel(), ids.numel()))
+
+    def _now(self) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.begun = self._now()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self.start, self.first = self._now(), len(self.batches)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.timed_steps += self.start is not None
+        if state.global_step == state.max_steps:
+            self.end, self.last = self._now(), len(self.batches)
+
+    def figures(self, mean_tokens: float) -> dict:
+        """`tweets_per_s` counts tweets of the data's mean length: length-grouped steps come longest
+        first, so the few timed steps hold other lengths than an epoch does (`raw_tweets_per_s`).
+        `warmup_s`: the untimed first steps, from the start of training."""
+        seen = self.batches[self.first:self.last]
+        seconds = self.end - self.start
+        tweets, real, padded = (sum(b[i] for b in seen) for i in range(3))
+        warmup_s = self.start - self.begun
+        return {"seconds": round(seconds, 3), "tweets": tweets, "real_tokens": real,
+                "padding_share": round(1 - real / padded, 3), "tokens_per_s": round(real / seconds, 1),
+                "tweets_per_s": round(real / seconds / mean_tokens, 3),
+                "raw_tweets_per_s": round(tweets / seconds, 3), "mean_tokens_per_tweet": round(mean_tokens, 2),
+                "timed_steps": self.timed_steps, "step_s": round(seconds / max(self.timed_steps, 1), 4),
+                "warmup_steps": self.warmup, "warmup_s": round(warmup_s, 3)}
+
+
+@dataclass
+class Throughput:
+    """One measurement of training speed on this machine."""
+    tweets_per_s: float     # training tweets (of the data's mean length) per second, past the warm-up
+    warmup_s: float         # the first WARMUP_STEPS steps
+    step_s: float           # one timed step
+    base_model: str
+    precision: str
+    device: str             # "cpu" or the GPU's name
+    amx: bool
+    measured_at: float
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.base_model, self.precision, self.device)
+
+    def machine(self) -> str:
+        return f"{self.precision}, {self.device}" + (" with AMX" if self.amx else "")
+
+
+@dataclass
+class Plan:
+    """What a budget resolved to; recorded in metrics.json ('budget') and the run's history."""
+    time_budget_s: float
+    train_size: int
+    steps: int
+    planned_s: float        # training and validation as planned: the budget, or less when every tweet fits
+    every_tweet: bool       # the whole train split fits: the run finishes before the budget
+    speed: Throughput
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        fill = (f"every tweet ({self.train_size:,}) fits in {duration(self.planned_s)}" if self.every_tweet
+                else f"{self.train_size:,} tweets fill it")
+        return (f"time budget {duration(self.time_budget_s)}: measured {self.speed.tweets_per_s:.1f} tweets/s "
+                f"({self.speed.machine()}; warm-up {self.speed.warmup_s:.1f}s), so {fill}: {self.steps} steps")
+
+
+def applies(cfg: TrainConfig) -> bool:
+    """Does the budget choose the train size? Only when no size is set (an explicit train_size wins)."""
+    return cfg.train_size == 0 and cfg.time_budget_s > 0
+
+
+def schedule_steps(cfg: TrainConfig, n_train: int, world_size: int = 1) -> tuple[int, int]:
+    """(steps per epoch, total optimizer steps) for `n_train` tweets: what the Trainer builds its
+    learning-rate schedule for, and what a plan promises."""
+    per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum * world_size)))
+    return per_epoch, max(1, math.ceil(per_epoch * cfg.epochs))
+
+
+def validation_passes(cfg: TrainConfig) -> int:
+    return max(1, math.ceil(cfg.evals_per_epoch * cfg.epochs)) if cfg.validation_share > 0 else 0
+
+
+def make_plan(cfg: TrainConfig, speed: Throughput, max_train: int, extra: int = 0, world_size: int = 1) -> Plan:
+    """The train size that fills cfg.time_budget_s at `speed`: every tweet costs its epochs of training
+    and its share of the validation passes; each pass also saves a checkpoint. `extra` rows (people's
+    corrections) join the training rows after the split, so they count against the budget too."""
+    passes = validation_passes(cfg)
+    per_tweet = (cfg.epochs + passes * cfg.validation_share / EVAL_SPEEDUP) / speed.tweets_per_s
+    fits = int((cfg.time_budget_s - passes * SAVE_S) / per_tweet) - extra
+    train_size = max(cfg.batch_size * cfg.grad_accum * world_size, min(fits, max_train))
+    steps = schedule_steps(cfg, train_size + extra, world_size)[1]
+    planned = min(cfg.time_budget_s, (train_size + extra) * per_tweet + passes * SAVE_S)
+    return Plan(cfg.time_budget_s, train_size, steps, round(planned, 1), fits >= max_train, speed)
+
+
+def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision: str,
+            num_processes: int = 1) -> Throughput:
+    """Train a throwaway copy of the run's model a few steps on the run's own tweets, batch shapes and
+    precision; time the steps after the warm-up. Tokens per second over the data's mean tokens per tweet
+    gives tweets per second (the timed batches are not of average length)."""
+    from .train import build_trainer, model_to_train  # train imports this module
+
+    per_step = cfg.batch_size * cfg.grad_accum * num_processes
+    sample = rows[:per_step * (WARMUP_STEPS + TIMED_STEPS)]
+    trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0)
+    tokenized = _tokenize(sample, tokenizer, cfg.max_length)
+    lengths = tokenizer([t for t, _ in rows[:MEAN_TOKENS_SAMPLE]], truncation=True,
+                        max_length=cfg.max_length)["input_ids"]
+    model = model_to_train(trial, tokenizer)
+    timer = StepTimer(model, WARMUP_STEPS, "cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory(prefix="budget-") as out:
+        trainer = build_trainer(trial, model, tokenizer, tokenized, Path(out), [timer], num_processes, precision)
+        trainer.train()
+    figures = timer.figures(sum(map(len, lengths)) / len(lengths))
+    del trainer, model
+    gc.collect()
+    return Throughput(tweets_per_s=figures["tweets_per_s"] * num_processes, warmup_s=figures["warmup_s"],
+                      step_s=figures["step_s"], base_model=cfg.base_model,
+                      precision=precision, device=device_name(), amx=core.model.cpu_has_amx(),
+                      measured_at=round(time.time(), 1))
+
+
+def _tokenize(rows, tokenizer, max_length: int) -> DatasetDict:
+    from . import data
+
+    splits = DatasetDict(train=Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]}),
+                         validation=Dataset.from_dict({"text": [], "label": []}))
+    return data.tokenize(splits, tokenizer, max_length)
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def cache_key(base_model: str, precision: str, device: str) -> str:
+    return f"{base_model} | {precision} | {device}"
+
+
+def record(runs_dir: str | Path, speed: Throughput) -> None:
+    """Keep `speed` as the last measurement for its model, precision and device."""
+    path = Path(runs_dir) / CACHE
+    known = read_dict(path)
+    known[speed.key] = dataclasses.asdict(speed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, known)
+
+
+def last(runs_dir: str | Path, base_model: str, precision: str) -> Throughput | None:
+    """The last measurement for this model and precision on this device, or None."""
+    found = read_dict(Path(runs_dir) / CACHE).get(cache_key(base_model, precision, device_name()))
+    try:
+        return Throughput(**found) if found else None
+    except TypeError:  # written by another version: measured again on the next run
+        return None
+
+
+def hint(cfg: TrainConfig) -> str:
+    """What the next run with `cfg` will train on, as the Train tab says it before the click."""
+    if cfg.train_size:
+        return f"Trains on {cfg.train_size:,} tweets (train size is set, so no time budget applies)."
+    if not cfg.time_budget_s:
+        return "Trains on every tweet of the train split (no time budget)."
+    budget = duration(cfg.time_budget_s)
+    precision = core.model.resolve_precision(cfg.precision)
+    speed = last(cfg.runs_dir, cfg.base_model, precision)
+    if speed is None:
+        return (f"Time budget {budget}: the first run measures this machine's training speed on a few steps, "
+                f"then trains on as many tweets as fit.")
+    n = make_plan(cfg, speed, max_train=10**9).train_size
+    when = datetime.fromtimestamp(speed.measured_at).strftime("%Y-%m-%d %H:%M")
+    return (f"≈ {n:,} tweets in {budget} on this machine ({speed.tweets_per_s:.1f} tweets/s measured "
+            f"{when}, {speed.machine()}); at most every tweet of the train split.")
