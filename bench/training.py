@@ -7,7 +7,9 @@ ours   the engine's own path (`python -m finetune`'s): TrainConfig defaults → 
 plain  a plain `Trainer`: fp32, dynamic padding, batch 16, random batches, every other argument default
 recipe the tutorial: every tweet padded to 1024 tokens, batch 1, fp32
 
-All three train on the same real tweets; the first `--warmup` steps are not timed. Tweets per second
+All three train on the same real tweets; the first `--warmup` steps are not timed (their seconds are
+reported as `warmup_s`, and every step's as `step_seconds`: the warm-up is over when they level off;
+`finetune.budget.StepTimer`, which also sizes a time-budgeted run). Tweets per second
 are real (unpadded) tokens per second over the data's mean tokens per tweet, so that a few timed steps
 of long or short tweets count like an epoch's. FLOPs count 6 × (non-embedding parameters) per real
 token, the usual estimate for a forward+backward pass.
@@ -16,60 +18,20 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 
 from finetune import data, train
+from finetune.budget import StepTimer
 from finetune.config import TrainConfig
 from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
 
-from . import default_dataset, default_model, emit, peak_rss_mb, sync
+from . import default_dataset, default_model, emit, peak_rss_mb
 
 RECIPE_LENGTH = 1024
 PLAIN_BATCH = 16
 TRAIN_TWEETS = 1000  # the recipe's setting; batches are drawn from all of them
-
-
-class StepTimer(TrainerCallback):
-    """Times steps warmup+1 .. warmup+steps and counts the real tokens they saw (from a forward hook)."""
-
-    def __init__(self, model, warmup: int, device: str):
-        self.warmup, self.device = warmup, device
-        self.batches: list[tuple[int, int, int]] = []  # (tweets, real tokens, padded tokens) per forward
-        self.start = self.end = None
-        self.first = self.last = 0
-        model.register_forward_pre_hook(self._record, with_kwargs=True)
-
-    def _record(self, module, args, kwargs):
-        mask = kwargs.get("attention_mask")
-        ids = kwargs.get("input_ids")
-        if mask is not None:
-            self.batches.append((mask.shape[0], int(mask.sum()), mask.numel()))
-        elif ids is not None:
-            self.batches.append((ids.shape[0], ids.numel(), ids.numel()))
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            sync(self.device)
-            self.start, self.first = time.perf_counter(), len(self.batches)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == state.max_steps:
-            sync(self.device)
-            self.end, self.last = time.perf_counter(), len(self.batches)
-
-    def figures(self, mean_tokens: float) -> dict:
-        """`tweets_per_s` counts tweets of the data's mean length: length-grouped steps come longest
-        first, so the few timed steps hold longer tweets than an epoch does (`raw_tweets_per_s`)."""
-        seen = self.batches[self.first:self.last]
-        seconds = self.end - self.start
-        tweets, real, padded = (sum(b[i] for b in seen) for i in range(3))
-        return {"seconds": round(seconds, 3), "tweets": tweets, "real_tokens": real,
-                "padding_share": round(1 - real / padded, 3), "tokens_per_s": round(real / seconds, 1),
-                "tweets_per_s": round(real / seconds / mean_tokens, 3),
-                "raw_tweets_per_s": round(tweets / seconds, 3), "mean_tokens_per_tweet": round(mean_tokens, 2)}
 
 
 def flops_per_token(model) -> float:

@@ -52,6 +52,8 @@ class StepTimer(TrainerCallback):
         self.batches: list[tuple[int, int, int]] = []  # (tweets, real tokens, padded tokens) per forward
         self.begun = self.start = self.end = None
         self.first = self.last = self.timed_steps = 0
+        self.step_seconds: list[float] = []  # every step's, warm-up included
+        self._step_began = None
         model.register_forward_pre_hook(self._record, with_kwargs=True)
 
     def _record(self, module, args, kwargs):
@@ -71,10 +73,12 @@ class StepTimer(TrainerCallback):
         self.begun = self._now()
 
     def on_step_begin(self, args, state, control, **kwargs):
+        self._step_began = self._now()
         if state.global_step == self.warmup:
-            self.start, self.first = self._now(), len(self.batches)
+            self.start, self.first = self._step_began, len(self.batches)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.step_seconds.append(round(self._now() - self._step_began, 4))
         self.timed_steps += self.start is not None
         if state.global_step == state.max_steps:
             self.end, self.last = self._now(), len(self.batches)
@@ -92,7 +96,7 @@ class StepTimer(TrainerCallback):
                 "tweets_per_s": round(real / seconds / mean_tokens, 3),
                 "raw_tweets_per_s": round(tweets / seconds, 3), "mean_tokens_per_tweet": round(mean_tokens, 2),
                 "timed_steps": self.timed_steps, "step_s": round(seconds / max(self.timed_steps, 1), 4),
-                "warmup_steps": self.warmup, "warmup_s": round(warmup_s, 3)}
+                "warmup_steps": self.warmup, "warmup_s": round(warmup_s, 3), "step_seconds": self.step_seconds}
 
 
 @dataclass

@@ -147,6 +147,7 @@ def test_bench_training_counts_tweets_tokens_and_memory(tiny_model, tiny_dataset
     assert ours["tweets"] == 16 and recipe["tweets"] == 1 and ours["precision"] == precision
     assert 0 <= ours["padding_share"] < recipe["padding_share"] < 1  # the recipe pads to the model's limit
     assert ours["tweets_per_s"] > 0 and ours["peak_rss_mb"] > 100 and ours["optimizer"] == "adamw_torch_fused"
+    assert ours["warmup_steps"] == 1 and ours["warmup_s"] > 0 and len(ours["step_seconds"]) == 3  # warm-up + 2
     model = load_classifier(str(tiny_model), load_tokenizer(str(tiny_model)))
     embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
     assert flops_per_token(model) == 6 * (sum(p.numel() for p in model.parameters()) - embeddings)
@@ -162,7 +163,8 @@ def test_bench_serving_and_table(tiny_model, tiny_dataset):
                    agreement_tweets=0, agreement_model=None)
     assert ours["precision"] == "int8" and ours["batch_tweets"] == 20 and ours["agreement_tweets"] == 20
     assert 0.9 <= ours["agreement"] <= 1 and "agreement" not in pipe
-    train_row = {"tweets_per_s": 2.0, "gflops": 1.0, "peak_rss_mb": 500.0, "precision": "fp32"}
+    train_row = {"tweets_per_s": 2.0, "gflops": 1.0, "peak_rss_mb": 500.0, "precision": "fp32", "warmup_s": 3.0,
+                 "warmup_steps": 3, "step_s": 0.5, "timed_steps": 8}
     report = {"training": {"ours": train_row, "plain": {**train_row, "tweets_per_s": 1.0},
                            "recipe": {**train_row, "tweets_per_s": 0.01}},
               "serving": {"ours": ours, "pipeline": pipe}, "peak_gflops": {"fp32": 100.0, "bf16": 50.0},
@@ -172,6 +174,7 @@ def test_bench_serving_and_table(tiny_model, tiny_dataset):
               "train_bf16_peak_fraction": 0.02, "infer_latency_ratio": 0.5, "infer_batch_speedup": 2.0}
     text = table(report)
     assert "200.00x" in text and "2.00x" in text and "1.50x" in text and "n/a" in text
+    assert "train warm-up: first 3 steps" in text and "3.0s (2.0x a timed step)" in text
 
 
 def test_bench_fewshot_times_packed_and_padded_prompts_alike(tiny_model, tiny_dataset, monkeypatch):
