@@ -10,6 +10,7 @@ ADMIN_USERS, THREADS, ...), read once in `create_app` and passed down.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 from typing import Optional
@@ -35,8 +36,9 @@ from web.views import as_text
 log = logging.getLogger("app")
 
 # the settings offered in the Train tab's accordion (the API's /train takes every config field)
-SETTINGS = ("base_model", "dataset", "train_size", "test_size", "epochs", "learning_rate", "batch_size",
-            "grad_accum", "max_length", "hub_model_id", "include_corrections")
+SETTINGS = ("base_model", "dataset", "train_size", "time_budget_s", "test_size", "epochs", "learning_rate",
+            "batch_size", "grad_accum", "max_length", "hub_model_id", "include_corrections")
+HINT_EVERY_S = 10  # the Train tab's "≈ N tweets in 2m 00s" line follows new speed measurements this often
 TRAIN_FILES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 EXAMPLES = ["I love this new phone, best purchase all year!", "Stuck in traffic again. Great start to Monday...",
             "The meeting has been moved to 3pm.", "can't stop smiling today :)",
@@ -104,6 +106,7 @@ def train_tab(backend: Backend) -> dict:
             gr.Markdown(f"Retrain is limited to {as_text(', '.join(sorted(backend.admins)))} (ADMIN_USERS), "
                         f"who sign in with Hugging Face: that works when the app runs on a Space.")
         ui["action_note"] = gr.Markdown()
+        ui["budget_note"] = gr.Markdown(views.budget_md(backend.config({})))
         ui["waiting"] = gr.Markdown(lambda: views.waiting_md(backend.runs_dir), every=5)
         ui["progress"] = gr.HTML(views.progress_html(backend.job.status()))
         ui.update(settings_box(backend))
@@ -219,7 +222,13 @@ def wire_train(w: Wiring, ui: dict) -> None:
     def retrain(backend, profile, *values):
         return handlers.retrain(backend, profile, SETTINGS, values)
 
+    def hint(backend, *values):
+        return handlers.budget_hint(backend, SETTINGS, values)
+
     w.on(ui["retrain"].click, retrain, SETTINGS, ["action_note"], admin=True)
+    triggers = [ui[name].change for name in ("base_model", "train_size", "time_budget_s", "batch_size", "epochs")]
+    w.on(functools.partial(gr.on, [*triggers, gr.Timer(HINT_EVERY_S).tick]), hint, SETTINGS, ["budget_note"],
+         queue=False, show_progress="hidden")
     w.on(ui["stop"].click, handlers.stop, (), ["action_note"], admin=True)
     w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
     w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note"])

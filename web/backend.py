@@ -123,13 +123,18 @@ class Backend:
                 given[name] = self.paths.check(name, given[name])
         return given
 
+    def config(self, settings: dict) -> TrainConfig:
+        """The config a retrain with `settings` would run: the defaults overridden by them (None = default),
+        validated."""
+        values = {**self.defaults.to_dict(), "base_model": self.base_model(), **self.web_settings(settings)}
+        return TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)}).validate()
+
     def train(self, settings: dict, profile=None) -> dict:
         """Start a run with the defaults overridden by `settings` (None = default)."""
         if why := self.refused(profile):
             return {"accepted": False, "message": why}
         try:
-            values = {**self.defaults.to_dict(), "base_model": self.base_model(), **self.web_settings(settings)}
-            accepted, message = self.job.start(TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)}))
+            accepted, message = self.job.start(self.config(settings))
         except UserError as exc:
             accepted, message = False, f"not started: {exc}"
         except Exception as exc:  # input nobody foresaw: refuse it in words, keep serving

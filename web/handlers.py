@@ -83,6 +83,15 @@ def retrain(backend: Backend, profile, names, values) -> dict:
     return {"action_note": _note(backend.train(dict(zip(names, values)), profile), "✅ ")}
 
 
+def budget_hint(backend: Backend, names, values) -> dict:
+    """The Train tab's line on what the next run trains on, for the settings in the form (none while a
+    setting is one a retrain would refuse: Retrain says why)."""
+    try:
+        return {"budget_note": views.budget_md(backend.config(dict(zip(names, values))))}
+    except UserError:
+        return {"budget_note": ""}
+
+
 def stop(backend: Backend, profile) -> dict:
     return {"action_note": _note(backend.stop(profile), "⏹ ")}
 

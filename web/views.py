@@ -14,8 +14,8 @@ from huggingface_hub import ModelCard
 
 from core.labels import LABELS
 from core.runs import Run, latest, list_runs, read_dict, serving
-from finetune import corrections
-from finetune.events import data_report_text, event_text
+from finetune import budget, corrections
+from finetune.events import budget_text, data_report_text, duration, event_text
 from finetune.hub import PUSH_RESULT
 
 EMOJI = {"negative": "😠", "neutral": "😐", "positive": "😊"}
@@ -62,6 +62,8 @@ def progress_html(status: dict) -> str:
         line += f" · run {status['run_id']}"
     if total:
         line += f" · step {step}/{total} · epoch {status.get('epoch') or 0:.2f}"
+    if state == "running" and status.get("budget_s"):
+        line += f" · {budget_text(status)}"
     if state == "running" and status.get("eta_s") is not None:
         line += f" · ETA {duration(status['eta_s'])}"
     return (f'<div class="job-bar"><div style="width:{100 * share:.1f}%"></div></div>'
@@ -69,9 +71,9 @@ def progress_html(status: dict) -> str:
             f'<p class="job-msg">{html.escape(status.get("message") or "")}</p>')
 
 
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+def budget_md(cfg) -> str:
+    """Before the click: how many tweets the next run trains on (from the last speed measurement)."""
+    return f"⏱️ {as_text(budget.hint(cfg), 600)}"
 
 
 def curves(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:

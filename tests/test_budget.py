@@ -1,0 +1,147 @@
+"""The time budget: the plan's arithmetic, a budgeted run end to end with a stand-in measurement, the
+measurement itself on a fake clock, and what the CLI, the job and the Train tab make of it. No test
+depends on this machine's speed."""
+import json
+from types import SimpleNamespace
+
+import pytest
+import transformers
+
+from core.runs import Run
+from finetune import budget, train
+from finetune.config import ConfigError, TrainConfig
+from finetune.events import event_text
+
+
+def speed(tweets_per_s: float, base_model: str = "m", precision: str = "fp32") -> budget.Throughput:
+    return budget.Throughput(tweets_per_s=tweets_per_s, warmup_s=1.5, step_s=1.6, base_model=base_model,
+                             precision=precision, device="cpu", amx=False, measured_at=1.8e9)
+
+
+def test_plan_fills_the_budget_with_validation_and_saves_counted():
+    cfg = TrainConfig(time_budget_s=120, batch_size=16, epochs=1, validation_share=0.1)
+    plan = budget.make_plan(cfg, speed(10.0), max_train=20_000)
+    # each tweet: 1 epoch at 10/s plus its 0.1 share of one validation pass at 3x that speed; 2 s per save
+    assert plan.train_size == int((120 - 2) / ((1 + 0.1 / 3) / 10))  # 1141
+    assert plan.steps == 72 and not plan.every_tweet and plan.planned_s <= 120
+    two_epochs = budget.make_plan(TrainConfig(time_budget_s=120, epochs=2), speed(10.0), max_train=20_000)
+    assert two_epochs.train_size == int((120 - 2 * 2) / ((2 + 2 * 0.1 / 3) / 10))  # epochs are kept, size halves
+    with_corrections = budget.make_plan(cfg, speed(10.0), max_train=20_000, extra=41)
+    assert with_corrections.train_size == 1100 and with_corrections.steps == 72  # the corrections train too
+
+
+def test_plan_never_exceeds_the_data_or_goes_below_one_batch():
+    cfg = TrainConfig(time_budget_s=120, batch_size=16)
+    every = budget.make_plan(cfg, speed(1000.0), max_train=500)
+    assert every.train_size == 500 and every.every_tweet and every.planned_s < 120  # finishes early
+    assert "every tweet (500)" in every.summary()
+    slow = budget.make_plan(cfg, speed(0.01), max_train=500)
+    assert slow.train_size == 16 and slow.steps == 1
+
+
+def test_budget_applies_only_without_a_train_size():
+    assert budget.applies(TrainConfig())  # the one-click default: the budget decides
+    assert not budget.applies(TrainConfig(train_size=1400))
+    assert not budget.applies(TrainConfig(time_budget_s=0))
+    with pytest.raises(ConfigError, match="time_budget_s must be 0 .* or between 10"):
+        TrainConfig(time_budget_s=5).validate()
+
+
+def test_cli_takes_time_budget():
+    from finetune.__main__ import parse_args
+
+    cfg, _ = parse_args(["--time-budget", "300"])
+    assert cfg.time_budget_s == 300 and cfg.train_size == 0
+    assert parse_args(["--time-budget-s", "60", "--train-size", "500"])[0].time_budget_s == 60
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        parse_args(["--time-budget", "-1"])
+
+
+def test_budgeted_run_trains_the_planned_size_with_a_schedule_for_its_steps(tiny_config, monkeypatch):
+    # 8.3 tweets/s: (10 s budget - 2 s for the one save) fits 64 tweets, 8 steps of 8
+    monkeypatch.setattr(budget, "measure", lambda cfg, *args: speed(8.3, cfg.base_model))
+    events = []
+    result = train.fine_tune(tiny_config(train_size=0, time_budget_s=10, measure_forgetting=False),
+                             on_event=events.append)
+    run = Run(result.run_dir)
+    assert run.config["train_size"] == 64 and run.config["time_budget_s"] == 10  # a resume repeats the plan
+    assert not budget.applies(TrainConfig.from_dict(run.config))
+    assert run.data_report["sizes"]["train"] == 64 and run.data_report["sizes"]["validation"] == 6
+    plan = run.metrics["budget"]
+    assert (plan["train_size"], plan["steps"], plan["speed"]["tweets_per_s"]) == (64, 8, 8.3)
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["step"] == progress[-1]["total_steps"] == 8
+    assert all(e["budget_s"] == 10 for e in progress) and progress[0]["eta_s"] == pytest.approx(plan["planned_s"], abs=0.5)
+    logs = [e for e in run.history() if e["event"] == "log"]
+    # each step's rate (logged as used): a linear decay that reaches 0 right after step 8, the last one run
+    assert [e["step"] for e in logs] == list(range(1, 9))
+    assert [e["learning_rate"] for e in logs] == pytest.approx([5e-3 * (9 - k) / 8 for k in range(1, 9)])
+    assert any(e["event"] == "budget" and "64 tweets" in e["message"] for e in run.history())
+
+
+def test_explicit_train_size_wins_and_measures_nothing(tiny_config, monkeypatch):
+    def no_measure(*args):
+        raise AssertionError("an explicit train size must not be measured")
+    monkeypatch.setattr(budget, "measure", no_measure)
+    events = []
+    result = train.fine_tune(tiny_config(train_size=48, time_budget_s=60, measure_forgetting=False,
+                                         few_shot_k=0), on_event=events.append)
+    run = Run(result.run_dir)
+    assert run.config["train_size"] == 48 and "budget" not in run.metrics
+    assert not any("budget_s" in e for e in events if e["event"] == "progress")
+
+
+def test_measure_times_the_steps_after_the_warmup(tiny_config, tiny_model, monkeypatch, runs_dir):
+    """A clock that only training steps move (0.5 s each): the figures must come out exactly."""
+    from core.model import load_tokenizer
+    from finetune import data
+
+    now, step = [0.0], transformers.Trainer.training_step
+
+    def timed_step(self, *args, **kwargs):
+        now[0] += 0.5
+        return step(self, *args, **kwargs)
+    monkeypatch.setattr(transformers.Trainer, "training_step", timed_step)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: now[0], time=lambda: 1.8e9))
+    cfg = tiny_config(train_size=0)
+    cleaned = data.clean(cfg)
+    measured = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool, "fp32")
+    assert measured.warmup_s == pytest.approx(budget.WARMUP_STEPS * 0.5)  # not in the rate
+    assert measured.step_s == pytest.approx(0.5) and measured.tweets_per_s > 0
+    assert (measured.precision, measured.device, measured.amx) == ("fp32", "cpu", False)
+
+    budget.record(runs_dir, measured)
+    assert budget.last(runs_dir, str(tiny_model), "fp32") == measured
+    assert budget.last(runs_dir, str(tiny_model), "bf16") is None  # another precision: not known yet
+
+
+def test_hint_says_what_the_next_run_trains_on(runs_dir):
+    cfg = TrainConfig(base_model="m", runs_dir=str(runs_dir))
+    assert "the first run measures this machine's training speed" in budget.hint(cfg)
+    budget.record(runs_dir, speed(10.0))
+    text = budget.hint(cfg)
+    assert text.startswith("≈ 1,141 tweets in 2m 00s on this machine") and "10.0 tweets/s" in text
+    assert budget.hint(TrainConfig(train_size=1400)).startswith("Trains on 1,400 tweets")
+    assert "every tweet" in budget.hint(TrainConfig(time_budget_s=0))
+
+
+def test_train_tab_shows_the_budget_before_and_during_a_run(runs_dir):
+    from web import handlers, views
+
+    backend = SimpleNamespace(config=lambda settings: TrainConfig.from_dict({"runs_dir": str(runs_dir),
+                                                                             **settings}).validate())
+    assert "first run measures" in handlers.budget_hint(backend, ["time_budget_s"], [60])["budget_note"]
+    assert handlers.budget_hint(backend, ["time_budget_s"], [3]) == {"budget_note": ""}  # Retrain says why
+    status = {"state": "running", "step": 3, "total_steps": 10, "epoch": 0.3, "elapsed_s": 65, "eta_s": 55,
+              "budget_s": 120}
+    assert "1m 05s of 2m 00s budget · ETA 55s" in views.progress_html(status)
+    assert event_text({"event": "progress", **status}).endswith("1m 05s of 2m 00s budget, ETA 55s")
+
+
+def test_job_status_carries_the_budget(runs_dir):
+    from finetune.jobs import TrainingJob
+
+    job = TrainingJob(runs_dir)
+    job._on_event({"event": "progress", "run_id": "r", "step": 1, "total_steps": 4, "epoch": 0.25,
+                   "eta_s": 30.0, "elapsed_s": 10.0, "budget_s": 40.0})
+    assert job._progress["budget_s"] == 40.0 and json.dumps(job._progress)
