@@ -145,3 +145,18 @@ def test_job_status_carries_the_budget(runs_dir):
     job._on_event({"event": "progress", "run_id": "r", "step": 1, "total_steps": 4, "epoch": 0.25,
                    "eta_s": 30.0, "elapsed_s": 10.0, "budget_s": 40.0})
     assert job._progress["budget_s"] == 40.0 and json.dumps(job._progress)
+
+
+def test_sweep_sizes_its_trials_once_from_the_budget(tiny_config, monkeypatch):
+    from finetune import sweep
+
+    calls = []
+
+    def measured(cfg, *args):
+        calls.append(cfg)
+        return speed(8.3, cfg.base_model)
+    monkeypatch.setattr(budget, "measure", measured)
+    result = sweep.search(tiny_config(train_size=0, time_budget_s=10, measure_forgetting=False),
+                          {"learning_rate": ["5e-3", "1e-3"]})
+    assert len(calls) == 1 and [c.train_size for c in result.configs] == [64, 64]
+    assert result.best_config.train_size == 64  # --sweep-train-best trains the size the trials had
