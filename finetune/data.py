@@ -166,7 +166,9 @@ class DataReport:
     conflicting_labels: int = 0
     train_test_overlap: int = 0
     corrections_added: int = 0
+    relabelled_by_corrections: int = 0  # rows whose label a person corrected (in Classify or the label review)
     excluded_by_review: int = 0         # rows a person excluded in the label review (finetune/exclusions.py)
+    suspected_label_errors: int = 0     # training rows the label review flagged that nobody decided on yet
     near_test_copies: int = 0           # train rows that nearly copy a test tweet (finetune/neardup.py)
     near_duplicates_removed: int = 0    # near-copies within train, all but one of each group
     near_duplicate_conflicts: int = 0   # near-duplicate groups whose rows came with different labels
@@ -284,13 +286,32 @@ def drop_near_copies(train_rows: list, test_rows: list, report: DataReport) -> l
     return [r for i, r in enumerate(train_rows) if i not in drop and i not in copies]
 
 
+def add_corrections(train: list, validation: list, extra_train: list, test_keys: set[str],
+                    report: DataReport) -> tuple[list, list]:
+    """People's labels win: a corrected text already among the train or validation rows takes the
+    corrected label (`relabelled_by_corrections`); the others join the training rows (`corrections_added`),
+    never validation or test. A text of the test split stays out: the test is the same for every run."""
+    latest: dict[str, tuple[str, int]] = {}
+    for text, label in extra_train:  # the first spelling of a text, its latest label
+        latest[fold(text)] = (latest.get(fold(text), (text,))[0], label)
+    relabelled = 0
+    for rows in (train, validation):
+        for i, (text, label) in enumerate(rows):
+            if (corrected := latest.pop(fold(text), None)) is not None:
+                relabelled += corrected[1] != label
+                rows[i] = (text, corrected[1])
+    added = [row for key, row in latest.items() if key not in test_keys]
+    report.relabelled_by_corrections, report.corrections_added = relabelled, len(added)
+    return train + added, validation
+
+
 def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
-            excluded: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
+            excluded: set[str] | None = None, suspected: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
     """Load, clean and split per the config: `train`, `validation`, `test` (text, label) + the report.
 
-    `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
-    them and never lands in validation or test. `excluded` (folded texts a person took out in the label
-    review) never trains.
+    `extra_train` (people's corrections) relabels the rows it names and joins the training rows
+    (`add_corrections`). `excluded` (folded texts a person took out in the label review) never trains;
+    `suspected` (folded texts the label review flagged and nobody has decided on yet) is counted.
     """
     raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column)
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
@@ -317,14 +338,9 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
     validation, train = [pool[i] for i in held], [pool[i] for i in rest[:n_train]]
 
     if extra_train:
-        seen = {fold(t) for t, _ in train} | {fold(t) for t, _ in validation} | test_keys
-        added = []
-        for text, label in extra_train:
-            if fold(text) not in seen:
-                seen.add(fold(text))
-                added.append((text, label))
-        report.corrections_added = len(added)
-        train = train + added
+        train, validation = add_corrections(train, validation, extra_train, test_keys, report)
+    if suspected:
+        report.suspected_label_errors = sum(fold(t) in suspected for t, _ in train)
 
     if not train:
         raise UserError(f"dataset {cfg.dataset!r} has no usable training rows after cleaning "

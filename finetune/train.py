@@ -202,10 +202,12 @@ class Trained:
 
 def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None):
     """(splits, data report) of a run: the dataset loaded and cleaned, with people's corrections among the
-    training rows (unless cfg.include_corrections is off, or `extra_train` is given instead)."""
+    training rows (unless cfg.include_corrections is off, or `extra_train` is given instead), the rows
+    excluded in the label review left out and its open suspects counted."""
     if cfg.include_corrections and extra_train is None:
         extra_train = corrections.training_rows(cfg.runs_dir)
-    return data.prepare(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir))
+    suspected = {data.fold(s["text"]) for s in exclusions.open_suspects(cfg.runs_dir)}
+    return data.prepare(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir), suspected=suspected)
 
 
 def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None) -> Prepared:
