@@ -257,18 +257,14 @@ def _to_dataset(rows) -> Dataset:
     return Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]})
 
 
-def clean_train(train_rows: list, test_rows: list, report: DataReport, excluded: set[str],
-                near: bool = True) -> list[tuple[str, int]]:
-    """The train rows a run may use: none also in the test split (all of it, not only our subset), none a
-    person excluded, no duplicates (so that validation, carved from what is left, shares no text with
-    train either); with `near`, no near-copies of a test tweet and one row per near-duplicate group."""
+def clean_train(train_rows: list, test_rows: list, report: DataReport, near: bool = True) -> list[tuple[str, int]]:
+    """The train rows a run may use: none also in the test split (all of it, not only our subset), no
+    duplicates (so that validation, carved from what is left, shares no text with train either); with
+    `near`, no near-copies of a test tweet and one row per near-duplicate group."""
     test_keys = {fold(t) for t, _ in test_rows}
     before = len(train_rows)
     train_rows = [r for r in train_rows if fold(r[0]) not in test_keys]
     report.train_test_overlap = before - len(train_rows)
-    before = len(train_rows)
-    train_rows = [r for r in train_rows if fold(r[0]) not in excluded]
-    report.excluded_by_review = before - len(train_rows)
     train_rows = dedupe(train_rows, report)
     return drop_near_copies(train_rows, test_rows, report) if near else train_rows
 
@@ -324,7 +320,7 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
     if bad_labels:
         report.examples["unknown_labels"] = bad_labels
     test_keys = {fold(t) for t, _ in test_rows}
-    train_rows = clean_train(train_rows, test_rows, report, excluded or set(), cfg.drop_near_duplicates)
+    train_rows = clean_train(train_rows, test_rows, report, cfg.drop_near_duplicates)
 
     test = _subset(test_rows, cfg.test_size, cfg.seed)
     pool = _subset(train_rows, 0, cfg.seed)
@@ -336,6 +332,10 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
     rest, held = _split_indices(len(pool), n_val / len(pool), cfg.seed, [l for _, l in pool]) if n_val else (
         list(range(len(pool))), [])
     validation, train = [pool[i] for i in held], [pool[i] for i in rest[:n_train]]
+    if excluded:  # left out of the rows picked, so that the rest of the run's data stays the same
+        kept = [[r for r in rows if fold(r[0]) not in excluded] for rows in (train, validation)]
+        report.excluded_by_review = len(train) + len(validation) - sum(map(len, kept))
+        train, validation = kept
 
     if extra_train:
         train, validation = add_corrections(train, validation, extra_train, test_keys, report)
@@ -355,7 +355,7 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
 
 # --- preview --------------------------------------------------------------------------------------
 def preview(dataset: str, text_column: str = TrainConfig.text_column, label_column: str = TrainConfig.label_column,
-            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True) -> dict:
+            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True, excluded: set[str] | None = None) -> dict:
     """What the Train tab shows before training: the first rows, the row count, the columns, the text
     and label columns that will be read (guessed by name unless given), the class balance of the whole
     file, its encoding, and the data report (empty rows, duplicates, conflicts, overlap with test)."""
@@ -367,7 +367,7 @@ def preview(dataset: str, text_column: str = TrainConfig.text_column, label_colu
     balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
     _, report = prepare(TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0,
                                     drop_near_duplicates=drop_near_duplicates,
-                                    test_size=0, seed=seed))
+                                    test_size=0, seed=seed), excluded=excluded)
     path = Path(dataset).expanduser()
     text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")
     head = first.select(range(min(rows, len(first)))).to_list()
