@@ -264,7 +264,8 @@ def wire_train(w: Wiring, ui: dict) -> None:
     w.on(ui["retrain"].click, retrain, SETTINGS, ["action_note"], admin=True)
     w.on(ui["stop"].click, handlers.stop, (), ["action_note"], admin=True)
     w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
-    w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note", *PREVIEW])
+    w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note", *PREVIEW],
+         api_name="upload_dataset", api_visibility="public")  # → the dataset name for /train, and the preview
     for listen in (ui["preview_button"].click, ui["text_column"].input, ui["label_column"].input):
         w.on(listen, handlers.preview_data, DATA_SETTINGS, PREVIEW)
     w.on(ui["dataset"].submit, handlers.preview_dataset, ["dataset"], PREVIEW)
