@@ -124,6 +124,7 @@ def test_hub_id_offline_gives_one_line_hint():
     with pytest.raises(UserError, match="local folder") as info:
         load_splits("someone/not-a-dataset-xyz")
     assert "\n" not in str(info.value)
+    assert "upload a CSV" in str(info.value) and "set DATASET" in str(info.value)  # what to do, offline
 
 
 def test_tokenize_pads_nothing_and_truncates(tiny_dataset, tiny_model):
