@@ -26,18 +26,21 @@ from core.errors import UserError
 from core.labels import LABELS
 from core.settings import Settings
 from finetune.config import TrainConfig, field_type, parse_size
-from web import handlers, views
+from web import dataview, handlers, views
 from web.api import add_gradio_api, json_api
 from web.backend import Backend
-from web.limits import (CONCURRENCY, MAX_BATCH_ROWS, MAX_UPLOAD_BYTES, POLL_SECONDS,  # noqa: F401
-                        QUEUE_MAX_SIZE)
+from web.limits import (CONCURRENCY, MAX_BATCH_ROWS, MAX_TRAIN_UPLOAD_BYTES, MAX_UPLOAD_BYTES,  # noqa: F401
+                        POLL_SECONDS, QUEUE_MAX_SIZE)
 from web.views import as_text
 
 log = logging.getLogger("app")
 
-# the settings offered in the Train tab's accordion (the API's /train takes every config field)
-SETTINGS = ("base_model", "dataset", "train_size", "time_budget_s", "test_size", "epochs", "learning_rate",
-            "batch_size", "grad_accum", "max_length", "hub_model_id", "include_corrections")
+# the settings the Train tab offers (the API's /train takes every config field): the data ones in its
+# Data accordion, the others in Settings
+DATA_SETTINGS = ("dataset", "text_column", "label_column")
+FORM_SETTINGS = ("base_model", "train_size", "time_budget_s", "test_size", "epochs", "learning_rate", "batch_size",
+                 "grad_accum", "max_length", "hub_model_id", "include_corrections")
+SETTINGS = DATA_SETTINGS + FORM_SETTINGS
 HINT_EVERY_S = 10  # the Train tab's "≈ N tweets in 2m 00s" line follows new speed measurements this often
 TRAIN_FILES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 EXAMPLES = ["I love this new phone, best purchase all year!", "Stuck in traffic again. Great start to Monday...",
@@ -49,6 +52,8 @@ CSS = """
 .job-line {margin: 6px 0 0; font-weight: 600} .job-msg {margin: 2px 0 0; color: var(--body-text-color-subdued)}
 """
 PRIVATE = {"api_visibility": "private"}
+CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+PREVIEW = ["preview_note", "preview_rows", "text_column", "label_column"]  # the Data accordion (handlers.preview_data)
 LIVE = ["progress", "plots_box", "loss_plot", "eval_plot", "log_box", "result_box", "scores", "matrix", "report",
         "pushed", "seen"]  # the Train tab's live view (handlers.live)
 
@@ -109,22 +114,59 @@ def train_tab(backend: Backend) -> dict:
         ui["budget_note"] = gr.Markdown(views.budget_md(backend.config({})))
         ui["waiting"] = gr.Markdown(lambda: views.waiting_md(backend.runs_dir), every=5)
         ui["progress"] = gr.HTML(views.progress_html(backend.job.status()))
+        ui.update(data_box(backend))
+        ui.update(review_box())
         ui.update(settings_box(backend))
         ui.update(live_box())
+    return ui
+
+
+def data_box(backend: Backend) -> dict:
+    ui, fields, defaults = {}, CONFIG_FIELDS, backend.defaults
+    with gr.Accordion("Data: train on your own file, preview it", open=False):
+        ui["train_file"] = gr.File(label=f"Your training file ({', '.join(TRAIN_FILES)})", file_types=TRAIN_FILES,
+                                   type="filepath")
+        gr.Markdown(f"{dataview.LIMITS} Or name a Hub dataset, or a file in the data folder "
+                    f"({as_text(backend.data_dir)}).")
+        ui["dataset"] = setting_input(fields["dataset"], defaults.dataset)
+        with gr.Row(equal_height=True):
+            for name in ("text_column", "label_column"):  # the file's own columns, once previewed
+                ui[name] = gr.Dropdown([getattr(defaults, name)], value=getattr(defaults, name), allow_custom_value=True,
+                                       label=name.replace("_", " "), info=fields[name].metadata.get("help"))
+            ui["preview_button"] = gr.Button("Preview the data", size="sm", scale=0, min_width=160)
+        ui["preview_note"] = gr.Markdown()
+        ui["preview_rows"] = gr.Dataframe(label="First rows", interactive=False, wrap=True, visible=False)
+    return ui
+
+
+def review_box() -> dict:
+    ui = {}
+    with gr.Accordion("Review data: likely label errors", open=False):
+        gr.Markdown("Ranks the next retrain's training tweets by how likely their label is wrong (the base model's "
+                    "embeddings, a cross-validated classifier and cleanlab's confident learning). Keep, relabel or "
+                    "exclude each suspect: the next retrain uses what you decide, and its data report counts it.")
+        ui["review_button"] = gr.Button("🔍 Find likely label errors", size="sm")
+        ui["review_note"] = gr.Markdown()
+        ui["suspects"] = gr.Dataframe(headers=dataview.SUSPECT_COLUMNS, label="Suspects, most doubtful first",
+                                      interactive=False, wrap=True, column_widths=["5%", "63%", "11%", "11%", "10%"])
+        with gr.Row(equal_height=True):
+            ui["suspect"] = gr.Dropdown(label="Pick a suspect", choices=[], scale=3)
+            ui["review_label"] = gr.Radio(list(LABELS), label="Its right label", scale=2)
+        with gr.Row():
+            ui["keep_button"] = gr.Button("Keep its label", size="sm")
+            ui["relabel_button"] = gr.Button("Relabel it", size="sm", variant="primary")
+            ui["exclude_button"] = gr.Button("Exclude it from training", size="sm", variant="stop")
+        ui["decide_note"] = gr.Markdown()
     return ui
 
 
 def settings_box(backend: Backend) -> dict:
     ui = {}
     with gr.Accordion("Settings", open=False):
-        ui["train_file"] = gr.File(label=f"Train on your own file ({', '.join(TRAIN_FILES)}), or name a Hub "
-                                         f"dataset or a file in the data folder ({backend.data_dir}) below",
-                                   file_types=TRAIN_FILES, type="filepath")
-        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-        for start in range(0, len(SETTINGS), 2):  # two to a row
+        for start in range(0, len(FORM_SETTINGS), 2):  # two to a row
             with gr.Row():
-                for name in SETTINGS[start:start + 2]:
-                    ui[name] = setting_input(fields[name], getattr(backend.defaults, name))
+                for name in FORM_SETTINGS[start:start + 2]:
+                    ui[name] = setting_input(CONFIG_FIELDS[name], getattr(backend.defaults, name))
     return ui
 
 
@@ -231,9 +273,25 @@ def wire_train(w: Wiring, ui: dict) -> None:
          queue=False, show_progress="hidden")
     w.on(ui["stop"].click, handlers.stop, (), ["action_note"], admin=True)
     w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
-    w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note"])
+    w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note", *PREVIEW],
+         api_name="upload_dataset", api_visibility="public")  # → the dataset name for /train, and the preview
+    for listen in (ui["preview_button"].click, ui["text_column"].input, ui["label_column"].input):
+        w.on(listen, handlers.preview_data, DATA_SETTINGS, PREVIEW)
+    w.on(ui["dataset"].submit, handlers.preview_dataset, ["dataset"], PREVIEW)
     # polls skip the queue, so that open pages never fill it up for real requests
     w.on(gr.Timer(POLL_SECONDS).tick, handlers.live, ["seen"], LIVE, queue=False, show_progress="hidden")
+
+
+def wire_review(w: Wiring, ui: dict) -> None:
+    listed = ["suspects", "suspect", "review_label"]
+    w.on(ui["review_button"].click, handlers.review_data,
+         [*DATA_SETTINGS, "base_model", "train_size"], ["review_note", *listed], admin=True)
+    w.on(ui["suspect"].input, handlers.pick_suspect, ["suspect"], ["review_label"])
+    for action in ("keep", "relabel", "exclude"):
+        def decide(backend, profile, text, label, action=action):
+            return handlers.decide(backend, profile, text, label, action)
+        w.on(ui[f"{action}_button"].click, decide, ["suspect", "review_label"], ["decide_note", "waiting", *listed],
+             admin=True)
 
 
 def wire_runs(w: Wiring, ui: dict) -> None:
@@ -252,8 +310,10 @@ def build_demo(backend: Backend) -> gr.Blocks:
         w = Wiring(backend, ui)
         wire_classify(w, ui)
         wire_train(w, ui)
+        wire_review(w, ui)
         wire_runs(w, ui)
         w.on(demo.load, handlers.live, ["seen"], LIVE)
+        w.on(demo.load, handlers.suspects, (), ["suspects", "suspect", "review_label"])
         add_gradio_api(backend)
     return demo
 
@@ -273,7 +333,7 @@ def create_app(defaults: TrainConfig | None = None, admin_users: list[str] | Non
     app = FastAPI(title="Tweet sentiment", description="Classify tweets as negative, neutral or positive.")
     app.get("/health")(backend.health)
     app.include_router(json_api(backend))
-    app = gr.mount_gradio_app(app, demo, path="/", max_file_size=MAX_UPLOAD_BYTES, ssr_mode=False,
+    app = gr.mount_gradio_app(app, demo, path="/", max_file_size=MAX_TRAIN_UPLOAD_BYTES, ssr_mode=False,
                               theme=gr.themes.Soft(), css=CSS, footer_links=["api"])
     return app, demo, backend
 

@@ -17,8 +17,10 @@ class UserError(Exception):
 
 
 def offline_hint(what: str, name: str) -> str:
+    hint = ("upload a CSV, TSV, JSONL or Parquet file in the Train tab, or set DATASET (or --dataset) to a "
+            "local folder or file" if what == "dataset" else "pass a local folder or file instead")
     return (f"cannot load {what} {name!r}: it is not a local path and the Hugging Face Hub cannot be "
-            f"reached (offline?). Pass a local folder or file instead")
+            f"reached (offline?): {hint}")
 
 
 def looks_like_path(name: str) -> bool:

@@ -167,7 +167,9 @@ class DataReport:
     conflicting_labels: int = 0
     train_test_overlap: int = 0
     corrections_added: int = 0
+    relabelled_by_corrections: int = 0  # rows whose label a person corrected (in Classify or the label review)
     excluded_by_review: int = 0         # rows a person excluded in the label review (finetune/exclusions.py)
+    suspected_label_errors: int = 0     # training rows the label review flagged that nobody decided on yet
     near_test_copies: int = 0           # train rows that nearly copy a test tweet (finetune/neardup.py)
     near_duplicates_removed: int = 0    # near-copies within train, all but one of each group
     near_duplicate_conflicts: int = 0   # near-duplicate groups whose rows came with different labels
@@ -256,18 +258,14 @@ def _to_dataset(rows) -> Dataset:
     return Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]})
 
 
-def clean_train(train_rows: list, test_rows: list, report: DataReport, excluded: set[str],
-                near: bool = True) -> list[tuple[str, int]]:
-    """The train rows a run may use: none also in the test split (all of it, not only our subset), none a
-    person excluded, no duplicates (so that validation, carved from what is left, shares no text with
-    train either); with `near`, no near-copies of a test tweet and one row per near-duplicate group."""
+def clean_train(train_rows: list, test_rows: list, report: DataReport, near: bool = True) -> list[tuple[str, int]]:
+    """The train rows a run may use: none also in the test split (all of it, not only our subset), no
+    duplicates (so that validation, carved from what is left, shares no text with train either); with
+    `near`, no near-copies of a test tweet and one row per near-duplicate group."""
     test_keys = {fold(t) for t, _ in test_rows}
     before = len(train_rows)
     train_rows = [r for r in train_rows if fold(r[0]) not in test_keys]
     report.train_test_overlap = before - len(train_rows)
-    before = len(train_rows)
-    train_rows = [r for r in train_rows if fold(r[0]) not in excluded]
-    report.excluded_by_review = before - len(train_rows)
     train_rows = dedupe(train_rows, report)
     return drop_near_copies(train_rows, test_rows, report) if near else train_rows
 
@@ -285,14 +283,35 @@ def drop_near_copies(train_rows: list, test_rows: list, report: DataReport) -> l
     return [r for i, r in enumerate(train_rows) if i not in drop and i not in copies]
 
 
+def add_corrections(train: list, validation: list, extra_train: list, test_keys: set[str],
+                    report: DataReport) -> tuple[list, list]:
+    """People's labels win: a corrected text already among the train or validation rows takes the
+    corrected label (`relabelled_by_corrections`); the others join the training rows (`corrections_added`),
+    never validation or test. A text of the test split stays out: the test is the same for every run."""
+    latest: dict[str, tuple[str, int]] = {}
+    for text, label in extra_train:  # the first spelling of a text, its latest label
+        latest[fold(text)] = (latest.get(fold(text), (text,))[0], label)
+    relabelled = 0
+    for rows in (train, validation):
+        for i, (text, label) in enumerate(rows):
+            if (corrected := latest.pop(fold(text), None)) is not None:
+                relabelled += corrected[1] != label
+                rows[i] = (text, corrected[1])
+    added = [row for key, row in latest.items() if key not in test_keys]
+    report.relabelled_by_corrections, report.corrections_added = relabelled, len(added)
+    return train + added, validation
+
+
 @dataclass
 class Cleaned:
     """The cleaned rows of a dataset before the split: the shuffled train pool, the test subset, people's
-    corrections still to join the train rows, and the report so far (`split` finishes it)."""
+    corrections still to apply, the label review's decisions, and the report so far (`split` finishes it)."""
     pool: list
     test: list
     test_keys: set
-    extra_train: list
+    extra_train: list       # people's corrections (add_corrections)
+    excluded: set           # folded texts excluded in the label review: left out of the rows picked
+    suspected: set          # folded texts the label review flagged and nobody has decided on: counted
     report: DataReport
 
     def max_train(self, validation_share: float) -> int:
@@ -300,8 +319,8 @@ class Cleaned:
         return len(self.pool) - round(validation_share * len(self.pool))
 
 
-def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
-          excluded: set[str] | None = None) -> Cleaned:
+def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None, excluded: set[str] | None = None,
+          suspected: set[str] | None = None) -> Cleaned:
     """Load and clean per the config: every step of `prepare` but the split."""
     raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column)
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
@@ -314,16 +333,17 @@ def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
     if bad_labels:
         report.examples["unknown_labels"] = bad_labels
     test_keys = {fold(t) for t, _ in test_rows}
-    train_rows = clean_train(train_rows, test_rows, report, excluded or set(), cfg.drop_near_duplicates)
+    train_rows = clean_train(train_rows, test_rows, report, cfg.drop_near_duplicates)
     return Cleaned(_subset(train_rows, 0, cfg.seed), _subset(test_rows, cfg.test_size, cfg.seed), test_keys,
-                   list(extra_train or []), report)
+                   list(extra_train or []), set(excluded or ()), set(suspected or ()), report)
 
 
 def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
     """`train`, `validation`, `test` (text, label) per cfg.train_size and validation_share, + the report.
 
-    `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
-    them and never lands in validation or test."""
+    `extra_train` (people's corrections) relabels the rows it names and joins the training rows
+    (`add_corrections`). `excluded` (folded texts a person took out in the label review) never trains;
+    `suspected` (folded texts the label review flagged and nobody has decided on yet) is counted."""
     pool, test, report = cleaned.pool, cleaned.test, copy.deepcopy(cleaned.report)
     n_train = min(cfg.train_size, len(pool)) if cfg.train_size else len(pool)
     n_val = round(cfg.validation_share * n_train)
@@ -333,16 +353,15 @@ def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
     rest, held = _split_indices(len(pool), n_val / len(pool), cfg.seed, [l for _, l in pool]) if n_val else (
         list(range(len(pool))), [])
     validation, train = [pool[i] for i in held], [pool[i] for i in rest[:n_train]]
+    if cleaned.excluded:  # left out of the rows picked, so that the rest of the run's data stays the same
+        kept = [[r for r in rows if fold(r[0]) not in cleaned.excluded] for rows in (train, validation)]
+        report.excluded_by_review = len(train) + len(validation) - sum(map(len, kept))
+        train, validation = kept
 
     if cleaned.extra_train:
-        seen = {fold(t) for t, _ in train} | {fold(t) for t, _ in validation} | cleaned.test_keys
-        added = []
-        for text, label in cleaned.extra_train:
-            if fold(text) not in seen:
-                seen.add(fold(text))
-                added.append((text, label))
-        report.corrections_added = len(added)
-        train = train + added
+        train, validation = add_corrections(train, validation, cleaned.extra_train, cleaned.test_keys, report)
+    if cleaned.suspected:
+        report.suspected_label_errors = sum(fold(t) in cleaned.suspected for t, _ in train)
 
     if not train:
         raise UserError(f"dataset {cfg.dataset!r} has no usable training rows after cleaning "
@@ -356,19 +375,15 @@ def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
 
 
 def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
-            excluded: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
-    """Load, clean and split per the config: `train`, `validation`, `test` (text, label) + the report.
-
-    `extra_train` (e.g. people's corrections) joins the training rows only: it is de-duplicated against
-    them and never lands in validation or test. `excluded` (folded texts a person took out in the label
-    review) never trains.
-    """
-    return split(cfg, clean(cfg, extra_train, excluded))
+            excluded: set[str] | None = None, suspected: set[str] | None = None) -> tuple[DatasetDict, DataReport]:
+    """Load, clean and split per the config: `train`, `validation`, `test` (text, label) + the report
+    (`clean`, then `split`, which says what `extra_train`, `excluded` and `suspected` do)."""
+    return split(cfg, clean(cfg, extra_train, excluded, suspected))
 
 
 # --- preview --------------------------------------------------------------------------------------
 def preview(dataset: str, text_column: str = TrainConfig.text_column, label_column: str = TrainConfig.label_column,
-            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True) -> dict:
+            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True, excluded: set[str] | None = None) -> dict:
     """What the Train tab shows before training: the first rows, the row count, the columns, the text
     and label columns that will be read (guessed by name unless given), the class balance of the whole
     file, its encoding, and the data report (empty rows, duplicates, conflicts, overlap with test)."""
@@ -380,7 +395,7 @@ def preview(dataset: str, text_column: str = TrainConfig.text_column, label_colu
     balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
     _, report = prepare(TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0,
                                     drop_near_duplicates=drop_near_duplicates,
-                                    test_size=0, seed=seed))
+                                    test_size=0, seed=seed), excluded=excluded)
     path = Path(dataset).expanduser()
     text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")
     head = first.select(range(min(rows, len(first)))).to_list()

@@ -48,6 +48,8 @@ def data_report_text(report: dict | None) -> str:
             f"conflicting labels), {report.get('train_test_overlap', 0)} train rows also in test (leakage), "
             f"{report.get('near_test_copies', 0)} nearly copying a test tweet, {report.get('near_duplicates_removed', 0)} "
             f"near-duplicates ({report.get('near_duplicate_conflicts', 0)} groups with conflicting labels), "
-            f"{report.get('excluded_by_review', 0)} excluded in the label review; added "
-            f"{report.get('corrections_added', 0)} people's corrections. Used: {counts(report.get('sizes'))}. "
-            f"Label counts: {counts(report.get('label_counts'))}.")
+            f"{report.get('excluded_by_review', 0)} excluded in the label review; relabelled "
+            f"{report.get('relabelled_by_corrections', 0)} and added {report.get('corrections_added', 0)} from "
+            f"people's corrections. Used: {counts(report.get('sizes'))}. Label counts: "
+            f"{counts(report.get('label_counts'))}. Likely label errors not reviewed yet: "
+            f"{report.get('suspected_label_errors', 0)} of the training rows.")

@@ -237,7 +237,7 @@ def _results(run: Run) -> dict:
 def check_settings(cfg: TrainConfig):
     """What can be checked in a moment, before any thread starts: the config, that the model and the
     dataset exist (a local path, or a Hub repo), that the runs folder is writable. A local dataset must
-    load: it is prepared here, and what this returns (`train.prepare_data`'s cleaned rows; None for a
+    load: it is prepared here, and what this returns (`train.clean_data`'s cleaned rows; None for a
     Hub dataset, which the run loads) is handed to the run, so that it loads once."""
     cfg.validate()
     check_source(cfg.base_model)
@@ -249,4 +249,4 @@ def check_settings(cfg: TrainConfig):
     check_on_hub("model", cfg.base_model)
     check_writable(cfg.runs_dir)
     # a file type it cannot read, no train split, no usable rows ...
-    return train.prepare_data(cfg) if path.exists() else None
+    return train.clean_data(cfg) if path.exists() else None

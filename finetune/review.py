@@ -41,7 +41,7 @@ from core.labels import LABELS
 from core.model import load_classifier, load_tokenizer, predict_proba, set_threads
 from core.runs import Run, read_json, write_json
 
-from . import data
+from . import data, exclusions
 from .config import TrainConfig
 
 FOLDS = 5
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     summary["left_out_seen_by_embedder"] = left_out
     if flipped:
         summary["flip_check"] = flip_scores(found, flipped, len(texts))
-    out = save(found, summary, Path(args.out or Path(cfg.runs_dir) / "label_review.json"))
+    out = save(found, summary, Path(args.out or Path(cfg.runs_dir) / exclusions.REVIEW_FILE))
     print(f"{summary['flagged']} of {summary['rows']} rows flagged as likely label errors "
           f"(out-of-fold accuracy {summary['out_of_fold_accuracy']:.3f}, {summary['seconds']:.0f} s); list: {out}")
     for s in found[:args.top]:

@@ -33,7 +33,7 @@ from core.runs import write_json
 
 from . import data
 from .config import ConfigError, TrainConfig
-from .train import Progress, build_trainer, fill_budget, model_to_train, prepare_data
+from .train import Progress, build_trainer, clean_data, fill_budget, model_to_train
 
 DEFAULT_GRID = "learning_rate=2e-5,5e-5,1e-4 epochs=1,2 batch_size=8,16"
 SEARCHABLE = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "early_stopping_patience",
@@ -106,7 +106,7 @@ def search(cfg: TrainConfig, grid: dict[str, list], on_event: Callable[[dict], N
     emit = on_event or (lambda event: None)
     set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.base_model)
-    cleaned = prepare_data(cfg)
+    cleaned = clean_data(cfg)
     cfg, plan = fill_budget(cfg, tokenizer, cleaned, resolve_precision(cfg.precision),
                             PartialState(cpu=not torch.cuda.is_available()), emit)
     if plan is not None:  # every trial trains on the size the budget chose for the base setting

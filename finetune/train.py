@@ -207,17 +207,24 @@ class Trained:
     seconds: float
 
 
-def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) -> data.Cleaned:
-    """A run's data before the split: the dataset loaded and cleaned, with people's corrections to join
-    the training rows (unless cfg.include_corrections is off, or `extra_train` is given instead)."""
+def clean_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) -> data.Cleaned:
+    """A run's data before the split: the dataset loaded and cleaned, with people's corrections to apply
+    (unless cfg.include_corrections is off, or `extra_train` is given instead), the rows excluded in the
+    label review to leave out and its open suspects to count."""
     if cfg.include_corrections and extra_train is None:
         extra_train = corrections.training_rows(cfg.runs_dir)
-    return data.clean(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir))
+    suspected = {data.fold(s["text"]) for s in exclusions.open_suspects(cfg.runs_dir)}
+    return data.clean(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir), suspected=suspected)
+
+
+def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None):
+    """(splits, data report) of a run with cfg's train size (`clean_data`, split)."""
+    return data.split(cfg, clean_data(cfg, extra_train))
 
 
 def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None,
             emit: Listener | None = None) -> Prepared:
-    """Check the settings, load the tokenizer and the data (or take `prepared_data`, what `prepare_data`
+    """Check the settings, load the tokenizer and the data (or take `prepared_data`, what `clean_data`
     returned, e.g. when the app's settings check loaded them a moment ago), let a time budget choose the
     train size, split."""
     cfg.validate()
@@ -227,7 +234,7 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
         set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.base_model)
     recent = corrections.since_last_run(cfg.runs_dir)
-    cleaned = prepared_data or prepare_data(cfg, extra_train)
+    cleaned = prepared_data or clean_data(cfg, extra_train)
     precision = resolve_precision(cfg.precision)
     cfg, plan = fill_budget(cfg, tokenizer, cleaned, precision, state, emit)
     splits, report = data.split(cfg, cleaned)

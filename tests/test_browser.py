@@ -112,3 +112,49 @@ def count_model_calls(backend, monkeypatch) -> list[int]:
             return _real(*args, **kwargs)
         monkeypatch.setattr(model, name, counted)
     return calls
+
+
+def test_own_file_preview_and_label_review_in_the_browser(browser, tiny_model, tiny_dataset, runs_dir, tmp_path):
+    """A person uploads a Latin-1 CSV with its own column names and sees its rows, balance and report; then,
+    back on the app's dataset, asks for likely label errors and excludes one: the exclusion list has it."""
+    from playwright.sync_api import expect
+
+    from finetune import exclusions
+    from tests.test_dataview import latin1_csv
+
+    shots = Path(os.environ.get("SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    csv = latin1_csv(tmp_path / "my tweets.csv")
+    with serve(tiny_defaults(tiny_model, tiny_dataset, runs_dir)) as (client, backend, url):
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_text("Data: train on your own file, preview it").click()
+        expect(page.get_by_text("A single file needs at least 10 rows")).to_be_visible()  # the limits, stated
+        page.locator("input[type=file]").first.set_input_files(str(csv))
+        expect(page.get_by_text(re.compile(r"60 rows"))).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(re.compile("negative 20, neutral 20, positive 20"))).to_be_visible()
+        grid = page.get_by_role("grid", name="First rows")
+        expect(grid).to_contain_text("café")  # read from Latin-1
+        expect(page.get_by_label("text column")).to_have_value("tweet")  # guessed from the file's own columns
+        expect(page.get_by_label("label column")).to_have_value("sentiment")
+        page.get_by_label("label column").fill("id")  # a wrong pick is refused in words
+        page.get_by_label("label column").press("Enter")
+        expect(page.get_by_text(re.compile("not sentiments|unknown labels|cannot"))).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(shots / "data-wrong-column.png"), full_page=True)
+        page.screenshot(path=str(shots / "data.png"), full_page=True)
+
+        page.get_by_label("dataset").fill(str(tiny_dataset))  # back to the app's own dataset: review its rows
+        page.get_by_label("dataset").press("Enter")
+        expect(page.get_by_label("text column")).to_have_value("text", timeout=30_000)  # its own columns
+        expect(page.get_by_text(re.compile(r"300 rows"))).to_be_visible()
+        page.get_by_text("Review data: likely label errors").click()
+        page.get_by_role("button", name=re.compile("Find likely label errors")).click()
+        expect(page.get_by_text(re.compile("look mislabelled"))).to_be_visible(timeout=60_000)
+        first = exclusions.open_suspects(runs_dir)[0]["text"]
+        page.get_by_label("Pick a suspect").click()
+        page.get_by_role("option").first.click()
+        page.get_by_role("button", name="Exclude it from training").click()
+        expect(page.get_by_text("excluded: the next retrain leaves this tweet out")).to_be_visible(timeout=15_000)
+        page.screenshot(path=str(shots / "review.png"), full_page=True)
+        assert exclusions.excluded(runs_dir) == {" ".join(first.lower().split())}

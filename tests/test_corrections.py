@@ -126,7 +126,7 @@ def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_
     judged = result.metrics["corrections"]
     assert judged["n"] == 4 and 0 <= judged["agree"] <= 4
     card = (result.run_dir / "README.md").read_text()
-    assert "added 3 people's corrections" in card and "learned from 3 correction(s)" in card
+    assert "added 3 from people's corrections" in card and "learned from 3 correction(s)" in card
     assert corrections.waiting(runs_dir) == []
 
     off = train.fine_tune(tiny_config(include_corrections=False))

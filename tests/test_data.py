@@ -78,6 +78,21 @@ def test_corrections_join_train_only_and_deduplicated(tiny_dataset):
     assert "A brand new corrected tweet" not in list(splits["validation"]["text"]) + list(splits["test"]["text"])
 
 
+def test_a_correction_of_a_training_row_relabels_it_and_suspects_are_counted(tiny_dataset):
+    cfg = TrainConfig(dataset=str(tiny_dataset), train_size=50, test_size=20)
+    base, _ = prepare(cfg)
+    text, label = base["train"]["text"][0], base["train"]["label"][0]
+    val_text, val_label = base["validation"]["text"][0], base["validation"]["label"][0]
+    extra = [(text.upper(), (label + 1) % 3), (val_text, (val_label + 2) % 3), (val_text, val_label)]
+    splits, report = prepare(cfg, extra_train=extra, suspected={fold(text), "not a training row"})
+    rows = dict(zip(splits["train"]["text"], splits["train"]["label"]))
+    assert rows[text] == (label + 1) % 3 and len(splits["train"]) == len(base["train"])  # relabelled, not added
+    assert dict(zip(splits["validation"]["text"], splits["validation"]["label"]))[val_text] == val_label  # latest wins
+    assert report.relabelled_by_corrections == 1 and report.corrections_added == 0
+    assert report.suspected_label_errors == 1
+    assert "relabelled 1" in report.summary() and "not reviewed yet: 1 of the training rows" in report.summary()
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_single_files_with_string_labels_and_own_columns(tmp_path, suffix):
     import pandas as pd
@@ -109,6 +124,7 @@ def test_hub_id_offline_gives_one_line_hint():
     with pytest.raises(UserError, match="local folder") as info:
         load_splits("someone/not-a-dataset-xyz")
     assert "\n" not in str(info.value)
+    assert "upload a CSV" in str(info.value) and "set DATASET" in str(info.value)  # what to do, offline
 
 
 def test_tokenize_pads_nothing_and_truncates(tiny_dataset, tiny_model):

@@ -44,6 +44,25 @@ def test_exclusions_are_listed_folded(runs_dir):
     assert exclusions.excluded(runs_dir) == {"some tweet"}
 
 
+def test_decisions_and_corrections_close_suspects_and_the_latest_decision_wins(runs_dir):
+    from core.runs import write_json
+    from finetune import corrections
+
+    texts = ["keep me", "drop me", "fix me", "still open"]
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    write_json(runs_dir / exclusions.REVIEW_FILE,
+               {"summary": {}, "suspects": [{"text": t, "given": "negative", "suggested": "positive", "score": 0.1}
+                                            for t in texts]})
+    exclusions.decide(runs_dir, "Keep me", exclusions.KEEP)
+    exclusions.decide(runs_dir, "drop me", exclusions.KEEP)
+    exclusions.decide(runs_dir, "drop me", exclusions.EXCLUDE)  # a second thought
+    corrections.add(runs_dir, "fix me", "negative", "positive", "review")
+    assert [s["text"] for s in exclusions.open_suspects(runs_dir)] == ["still open"]
+    assert exclusions.excluded(runs_dir) == {"drop me"}
+    (runs_dir / exclusions.EXCLUSIONS).open("a").write('{"text": "torn')  # a crash mid-line
+    assert exclusions.excluded(runs_dir) == {"drop me"}
+
+
 def test_the_command_line_writes_the_ranked_list_and_the_flip_check(tiny_model, tiny_dataset, runs_dir, capsys):
     out = runs_dir / "review.json"
     code = review.main(["--dataset", str(tiny_dataset), "--base-model", str(tiny_model), "--train-size", "150",

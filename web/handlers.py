@@ -3,17 +3,20 @@ components it changes and no others (app.py names the components and maps names 
 handler's outputs can never be miscounted). Callable without a browser: the tests do."""
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import gradio as gr
 
-from core.errors import UserError
+from core.errors import UserError, first_line
 from core.runs import Run
 
-from . import views
+from . import dataview, views
 from .backend import Backend
 from .batch import classify_file as write_predictions
+
+log = logging.getLogger("app")
 
 
 def chat(backend: Backend, text, history) -> dict:
@@ -66,13 +69,69 @@ def classify_file(backend: Backend, path) -> dict:
 
 
 def upload_dataset(backend: Backend, path) -> dict:
-    """A training file from the Train tab: copied into the data folder, and named as the dataset."""
+    """A training file from the Train tab: copied into the data folder, named as the dataset, previewed."""
     if not path:
         return {}
     target = backend.data_dir / "uploads" / Path(path).name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
-    return {"dataset": str(target), "action_note": f"📄 training on {views.as_text(target.name)} when you retrain"}
+    return {**preview_data(backend, str(target)), "dataset": str(target),
+            "action_note": f"📄 training on {views.as_text(target.name)} when you retrain"}
+
+
+def preview_data(backend: Backend, dataset, text_column="", label_column="") -> dict:
+    """The dataset's first rows, size, class balance and data report, and its columns to pick from."""
+    hidden = gr.Dataframe(value=None, visible=False)
+    try:
+        p = dataview.preview(backend, dataset, text_column, label_column)
+    except UserError as exc:
+        return {"preview_note": f"⚠️ {views.as_text(exc, 600)}", "preview_rows": hidden}
+    except Exception as exc:  # a file nobody foresaw: say so, keep serving
+        log.exception("could not preview %s", dataset)
+        return {"preview_note": f"⚠️ cannot read it: {type(exc).__name__}: {views.as_text(first_line(exc))}",
+                "preview_rows": hidden}
+    return {"preview_note": dataview.preview_md(p), "preview_rows": gr.Dataframe(dataview.preview_table(p), visible=True),
+            "text_column": gr.Dropdown(choices=p["columns"], value=p["text_column"]),
+            "label_column": gr.Dropdown(choices=p["columns"], value=p["label_column"])}
+
+
+def preview_dataset(backend: Backend, dataset) -> dict:
+    """Another dataset named: its columns guessed afresh, then previewed."""
+    return preview_data(backend, dataset)
+
+
+def review_data(backend: Backend, profile, dataset, text_column, label_column, base_model, train_size) -> dict:
+    """Rank the next retrain's training rows by how likely their label is wrong (`finetune.review`)."""
+    if why := backend.refused(profile):
+        return {"review_note": f"⚠️ {views.as_text(why, 600)}"}
+    settings = dict(dataset=dataset, text_column=text_column, label_column=label_column, base_model=base_model,
+                    train_size=train_size)
+    try:
+        note = "🔍 " + dataview.run_review(backend, settings)
+    except UserError as exc:
+        note = f"⚠️ {views.as_text(exc, 600)}"
+    return {"review_note": note, **suspects(backend)}
+
+
+def suspects(backend: Backend) -> dict:
+    """The open suspects of the last label review, as a table and as the list to pick one from."""
+    return {"suspects": dataview.suspects_table(backend.runs_dir), "review_label": None,
+            "suspect": gr.Dropdown(choices=dataview.suspect_choices(backend.runs_dir), value=None)}
+
+
+def pick_suspect(backend: Backend, text) -> dict:
+    return {"review_label": dataview.suggested(backend.runs_dir, text) if text else None}
+
+
+def decide(backend: Backend, profile, text, label, action: str) -> dict:
+    """Keep, relabel or exclude the picked suspect; the list then shows the ones still open."""
+    if why := backend.refused(profile):
+        return {"decide_note": f"⚠️ {views.as_text(why, 600)}"}
+    try:
+        note = "✅ " + views.as_text(dataview.decide(backend, text, action, label), 600)
+    except UserError as exc:
+        return {"decide_note": f"⚠️ {views.as_text(exc, 600)}"}
+    return {"decide_note": note, "waiting": views.waiting_md(backend.runs_dir), **suspects(backend)}
 
 
 def _note(result: dict, icon: str) -> str:

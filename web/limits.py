@@ -1,7 +1,9 @@
 """The web app's limits: the one place for them (README "## The app" documents them)."""
 MAX_TWEET_CHARS = 2_000            # longer text gets a message, not a truncated guess
 MAX_BATCH_ROWS = 1_000             # tweets per uploaded file, and per POST /api/classify
-MAX_UPLOAD_BYTES = 2 * 1024**2     # size of an uploaded file
+MAX_UPLOAD_BYTES = 2 * 1024**2     # size of an uploaded file of tweets to classify
+MAX_TRAIN_UPLOAD_BYTES = 50 * 1024**2  # size of an uploaded training file (the server's upload limit)
+REVIEW_MAX_ROWS = 3_000            # training rows the Train tab's label review embeds (about a minute on 2 cores)
 QUEUE_MAX_SIZE = 64                # Gradio requests waiting; beyond that: "Queue is full! Please try again."
 CONCURRENCY = 2                    # Gradio requests that run at once (2 CPU cores)
 API_MAX_WAITING = 64               # JSON API requests running or waiting; beyond that: HTTP 429
