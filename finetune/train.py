@@ -2,7 +2,8 @@
 
     result = fine_tune(TrainConfig(...), on_event=print, stop=threading.Event())
 
-`fine_tune` is a pipeline of named steps: prepare (settings, tokenizer, corrections, data), then, with a
+`fine_tune` is a pipeline of named steps: prepare (settings, tokenizer, corrections, data, and with a
+time budget the train size that fills it: `fill_budget`, finetune/budget.py), then, with a
 `RunLog` that writes the run folder and passes events on, train, test, quality (fit diagnosis,
 forgetting), baseline, save. `on_event` receives plain dicts (see `Progress`); `stop.set()` ends training
 cleanly at the next step and leaves the run marked "stopped" — the last complete run keeps serving. The
