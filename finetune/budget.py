@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import math
 import tempfile
 import time
@@ -176,7 +177,7 @@ def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision:
     from .train import build_trainer, model_to_train  # train imports this module
 
     per_step = cfg.batch_size * cfg.grad_accum * num_processes
-    sample = rows[:per_step * (WARMUP_STEPS + TIMED_STEPS)]
+    sample = list(itertools.islice(itertools.cycle(rows), per_step * (WARMUP_STEPS + TIMED_STEPS)))  # few: again
     trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0)
     tokenized = _tokenize(sample, tokenizer, cfg.max_length)
     lengths = tokenizer([t for t, _ in rows[:MEAN_TOKENS_SAMPLE]], truncation=True,

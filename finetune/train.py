@@ -247,7 +247,7 @@ def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: s
     """(cfg with the train size that fills cfg.time_budget_s, the plan), or (cfg, None) when the budget
     does not apply. Every process measures (the steps train data-parallel); the main one's plan is used
     by all, and its measurement kept as this machine's last (budget.record)."""
-    if not budget.applies(cfg):
+    if not budget.applies(cfg) or not cleaned.pool:  # no rows: the split says so
         return cfg, None
     if emit and state.is_main_process:
         emit({"event": "budget", "message": f"measuring this machine's training speed on "

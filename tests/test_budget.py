@@ -109,6 +109,8 @@ def test_measure_times_the_steps_after_the_warmup(tiny_config, tiny_model, monke
     assert measured.warmup_s == pytest.approx(budget.WARMUP_STEPS * 0.5)  # not in the rate
     assert measured.step_s == pytest.approx(0.5) and measured.tweets_per_s > 0
     assert (measured.precision, measured.device, measured.amx) == ("fp32", "cpu", False)
+    few = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool[:5], "fp32")  # fewer than 6 steps' worth
+    assert few.step_s == pytest.approx(0.5) and few.warmup_s == pytest.approx(1.0)
 
     budget.record(runs_dir, measured)
     assert budget.last(runs_dir, str(tiny_model), "fp32") == measured
