@@ -42,7 +42,8 @@ SERVING_LEVERS = ("int8", "bf16")  # Classifier.load precisions weighed against 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer steps and tweets, no levers: about 2 minutes on 2 cores")
+    p.add_argument("--quick", action="store_true", help="fewer steps and tweets, no levers (still 8 timed training steps after 3 of warm-up): "
+                        "a few minutes on 2 cores")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     p.add_argument("--model", default=default_model(),
                    help="model to measure (default: gpt2-random under ~/.cache/offline-models if built, else gpt2)")
