@@ -76,3 +76,35 @@ def test_only_interrupted_or_stopped_runs_with_a_checkpoint_resume(runs_dir, tra
     w.abandon("stopped")
     with pytest.raises(UserError, match="no resumable checkpoint"):
         train.resume(w.path)
+
+
+def test_kill_9_after_the_first_checkpoint_then_resume_from_the_command_line(tiny_model, tiny_dataset, runs_dir):
+    from test_cli import ENV, cli, tiny_args
+
+    args = tiny_args(tiny_model, tiny_dataset, runs_dir) + [
+        "--epochs", "30", "--early-stopping-patience", "0", "--no-measure-forgetting",
+        "--checkpoint-every-minutes", "0.0005"]  # a checkpoint about every step
+    proc = subprocess.Popen([sys.executable, "-m", "finetune", *args], env=ENV, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(r.checkpoint for r in list_runs(runs_dir)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    (run,) = list_runs(runs_dir)
+    assert run.state == "running" and run.path.name.endswith(".partial")  # as a kill leaves it
+    killed_at = run.checkpoint.name
+
+    out = cli("-m", "finetune", "--resume", str(run.path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and f"run folder: {runs_dir / run.id}" in out.stdout
+    done = Run(runs_dir / run.id)
+    assert done.is_complete and done.status["step"] == done.status["total_steps"] == 30 * 8
+    history = done.history()
+    (mark,) = [e for e in history if e["event"] == "resumed"]
+    assert mark["step"] >= int(killed_at.split("-")[1])  # at least where the kill found it
+    logged = [e["step"] for e in history if e["event"] == "log"]
+    assert logged == sorted(set(logged)) and logged[-1] == 30 * 8  # one history: each step once, in order
+    assert json.loads((done.path / "train_config.json").read_text())["epochs"] == 30
