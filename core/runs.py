@@ -229,6 +229,11 @@ def latest(runs_dir: str | Path) -> Run | None:
     return next((r for r in list_runs(runs_dir) if r.is_complete), None)
 
 
+def resumable(runs_dir: str | Path) -> list[Run]:
+    """The interrupted or stopped runs that can resume (a complete checkpoint), newest first."""
+    return [r for r in list_runs(runs_dir) if r.can_resume]
+
+
 def serving(runs_dir: str | Path) -> Run | None:
     """The run chosen to serve (see `pin`), else the newest complete one."""
     pinned = read_dict(Path(runs_dir) / SERVING_FILE)

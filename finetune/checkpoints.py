@@ -229,7 +229,7 @@ class HubCheckpoints:
     def _push(self, taken: Path) -> None:
         step = read_dict(taken / POINTER).get("step")
         try:
-            api = client(self.api, self.token)
+            api = self.api = client(self.api, self.token)  # one client for the run's pushes
             api.create_repo(self.repo_id, private=self.private, exist_ok=True, repo_type="model")
             api.create_branch(self.repo_id, branch=BRANCH, exist_ok=True, repo_type="model")
             api.upload_folder(repo_id=self.repo_id, folder_path=str(taken), revision=BRANCH, repo_type="model",

@@ -16,8 +16,10 @@ from safetensors.torch import load_file
 from core.errors import UserError
 from core.runs import Run, RunWriter, list_runs
 from finetune import train
+from web import handlers
 
 from conftest import ROOT
+from tests.helpers import serve, tiny_defaults, wait_for_end
 
 
 def stop_at(step: int):
@@ -78,11 +80,12 @@ def test_only_interrupted_or_stopped_runs_with_a_checkpoint_resume(runs_dir, tra
         train.resume(w.path)
 
 
-def test_kill_9_after_the_first_checkpoint_then_resume_from_the_command_line(tiny_model, tiny_dataset, runs_dir):
-    from test_cli import ENV, cli, tiny_args
+def killed_run(tiny_model, tiny_dataset, runs_dir, epochs: int = 30) -> Run:
+    """`python -m finetune` in a subprocess, killed with SIGKILL right after its first resumable checkpoint."""
+    from test_cli import ENV, tiny_args
 
     args = tiny_args(tiny_model, tiny_dataset, runs_dir) + [
-        "--epochs", "30", "--early-stopping-patience", "0", "--no-measure-forgetting",
+        "--epochs", str(epochs), "--early-stopping-patience", "0", "--no-measure-forgetting",
         "--checkpoint-every-minutes", "0.0005"]  # a checkpoint about every step
     proc = subprocess.Popen([sys.executable, "-m", "finetune", *args], env=ENV, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -95,8 +98,14 @@ def test_kill_9_after_the_first_checkpoint_then_resume_from_the_command_line(tin
     proc.stderr.close()
     (run,) = list_runs(runs_dir)
     assert run.state == "running" and run.path.name.endswith(".partial")  # as a kill leaves it
-    killed_at = run.checkpoint.name
+    return run
 
+
+def test_kill_9_after_the_first_checkpoint_then_resume_from_the_command_line(tiny_model, tiny_dataset, runs_dir):
+    from test_cli import cli
+
+    run = killed_run(tiny_model, tiny_dataset, runs_dir)
+    killed_at = int(run.checkpoint.name.split("-")[1])
     out = cli("-m", "finetune", "--resume", str(run.path))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and f"run folder: {runs_dir / run.id}" in out.stdout
@@ -104,7 +113,30 @@ def test_kill_9_after_the_first_checkpoint_then_resume_from_the_command_line(tin
     assert done.is_complete and done.status["step"] == done.status["total_steps"] == 30 * 8
     history = done.history()
     (mark,) = [e for e in history if e["event"] == "resumed"]
-    assert mark["step"] >= int(killed_at.split("-")[1])  # at least where the kill found it
+    assert mark["step"] >= killed_at  # at least where the kill found it
     logged = [e["step"] for e in history if e["event"] == "log"]
     assert logged == sorted(set(logged)) and logged[-1] == 30 * 8  # one history: each step once, in order
     assert json.loads((done.path / "train_config.json").read_text())["epochs"] == 30
+    out = cli("-m", "finetune", "--resume", str(done.path))
+    assert out.returncode == 2 and "has finished" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_app_after_a_kill_offers_resume_and_finishes_the_run(tiny_model, tiny_dataset, runs_dir):
+    run = killed_run(tiny_model, tiny_dataset, runs_dir, epochs=6)
+    with serve(tiny_defaults(tiny_model, tiny_dataset, runs_dir)) as (client, backend, url):  # the restart
+        status = client.predict(api_name="/status")
+        assert [p["run_id"] for p in status["resumable"]] == [run.id]
+        assert status["resumable"][0]["state"] == "interrupted"
+        page = handlers.live(backend, None)
+        assert page["resume_button"].visible
+        assert run.id.replace("-", "\\-") in page["resume_note"] and "checkpoint at step" in page["resume_note"]
+        assert handlers.show_runs(backend)["resume_pick"].value == run.id
+
+        answer = client.predict(api_name="/resume")
+        assert answer["accepted"] and "resuming run" in answer["message"], answer
+        assert not client.predict(api_name="/resume")["accepted"]  # one job at a time
+        end = wait_for_end(client)
+        assert end["state"] == "done" and end["run_id"] == run.id, end
+        assert end["step"] == end["total_steps"] == 6 * 8 and end["resumable"] == []
+        assert Run(runs_dir / run.id).is_complete and backend.model_info()["name"] == run.id
+        assert client.predict(run_id="nope", api_name="/resume") == {"accepted": False, "message": "no run nope here"}

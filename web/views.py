@@ -69,6 +69,24 @@ def progress_html(status: dict) -> str:
             f'<p class="job-msg">{html.escape(status.get("message") or "")}</p>')
 
 
+def resume_md(status: dict) -> str:
+    """How far the newest run that can resume got, and where Resume continues it ("" when none can)."""
+    points = status.get("resumable") or []
+    if not points:
+        return ""
+    p = points[0]
+    got = f" at step {p['step']}/{p['total_steps']}" if p.get("step") and p.get("total_steps") else ""
+    more = f" ({len(points) - 1} more in the Runs tab)" if len(points) > 1 else ""
+    return (f"⏸ Run **{as_text(p['run_id'])}** was {as_text(p['state'])}{got}: **Resume** continues it from its "
+            f"checkpoint at step {p['checkpoint_step']}, with the settings and data it started with{more}.")
+
+
+def resumable_runs(status: dict) -> list[tuple[str, str]]:
+    """(label, run id) for each run that can resume, for a dropdown."""
+    return [(f"{p['run_id']} ({p['state']}, resumes at step {p['checkpoint_step']}/{p.get('total_steps') or '?'})",
+             p["run_id"]) for p in status.get("resumable") or []]
+
+
 def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
