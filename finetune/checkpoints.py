@@ -273,13 +273,15 @@ def restore_from_hub(runs_dir: str | Path, repo_id: str, api=None) -> PushResult
         api = client(api, token)
         runs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".restore-", dir=runs_dir) as tmp:
-            pointer = json.loads(Path(api.hf_hub_download(repo_id, POINTER, revision=BRANCH, local_dir=tmp)).read_text())
+            got = api.hf_hub_download(repo_id, POINTER, revision=BRANCH, repo_type="model", local_dir=tmp)
+            pointer = json.loads(Path(got).read_text())
             run_id = pointer.get("run_id") or ""
             if pointer.get("state") != RunState.RUNNING or not run_id:
                 return PushResult("skipped", repo_id, message="no unfinished run on the Hub")
             if any((runs_dir / name).exists() for name in (run_id, run_id + PARTIAL)):
                 return PushResult("skipped", repo_id, message=f"run {run_id} is on this disk already")
-            api.snapshot_download(repo_id, revision=BRANCH, local_dir=tmp, allow_patterns=[f"{run_id}/*"])
+            api.snapshot_download(repo_id, revision=BRANCH, repo_type="model", local_dir=tmp,
+                                  allow_patterns=[f"{run_id}/*"])
             target = runs_dir / f"{run_id}{PARTIAL}"
             os.replace(Path(tmp) / run_id, target)
         for checkpoint in (target / CHECKPOINTS).glob("checkpoint-*"):

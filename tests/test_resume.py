@@ -140,3 +140,52 @@ def test_app_after_a_kill_offers_resume_and_finishes_the_run(tiny_model, tiny_da
         assert end["step"] == end["total_steps"] == 6 * 8 and end["resumable"] == []
         assert Run(runs_dir / run.id).is_complete and backend.model_info()["name"] == run.id
         assert client.predict(run_id="nope", api_name="/resume") == {"accepted": False, "message": "no run nope here"}
+
+
+def test_checkpoints_go_to_the_hub_throttled_and_come_back_after_a_restart_without_disk(tiny_config, runs_dir, tmp_path):
+    from finetune import checkpoints
+    from tests.helpers import FakeHub
+
+    hub, repo = FakeHub(), "someone/tweets"
+    cfg = tiny_config(epochs=3, train_size=60, early_stopping_patience=0, measure_forgetting=False, few_shot_k=0,
+                      evals_per_epoch=2, checkpoint_every_minutes=0, hub_model_id=repo)
+    stop, listen = stop_at(13)
+    stopped = train.fine_tune(cfg, on_event=listen, stop=stop, hub_api=hub)
+    assert stopped.state == "stopped"
+    deadline = time.monotonic() + 30  # Stop's checkpoint goes up in the background
+    while len([e for e in Run(stopped.run_dir).history() if e["event"] == "hub-checkpoint"]) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    commits = [u for u in hub.uploads if u.get("revision") == checkpoints.BRANCH]
+    # checkpoints at steps 4, 8, 12 (validations) and 13 (Stop): the first goes at once, then no more than
+    # one every few minutes, so 8 and 12 were replaced unpushed; Stop's goes up as the run ends
+    steps = [json.loads(hub.files[(repo, "resume.json", "resume")])["step"]]
+    assert len(commits) == 2 and steps == [13] and (repo, "resume") in hub.branches
+    on_hub = {k[1] for k in hub.files if len(k) == 3}
+    assert f"{stopped.run_id}/_checkpoints/checkpoint-13/optimizer.pt" in on_hub
+    assert f"{stopped.run_id}/_checkpoints/checkpoint-12/model.safetensors" not in on_hub  # one run, newest + best
+    assert any(f"{stopped.run_id}/_checkpoints/splits/" in name for name in on_hub)
+    pushed = [e for e in Run(stopped.run_dir).history() if e["event"] == "hub-checkpoint"]
+    assert [e["state"] for e in pushed] == ["pushed", "pushed"]
+
+    fresh = tmp_path / "fresh-disk" / "runs"  # the Space restarted without its disk
+    restored = checkpoints.restore_from_hub(fresh, repo, api=hub)
+    assert restored.state == "restored", restored
+    run = Run(fresh / f"{stopped.run_id}.partial")
+    assert run.state == "interrupted" and run.can_resume and run.checkpoint.name == "checkpoint-13"
+    assert checkpoints.restore_from_hub(fresh, repo, api=hub).state == "skipped"  # already here
+
+    resumed = train.resume(run.path, hub_api=hub)
+    assert resumed.state == "done" and resumed.run_id == stopped.run_id
+    assert json.loads(hub.files[(repo, "resume.json", "resume")])["state"] == "done"
+    assert checkpoints.restore_from_hub(tmp_path / "another" / "runs", repo, api=hub).state == "skipped"
+
+
+def test_a_failing_hub_is_reported_and_never_stops_training(tiny_config):
+    from tests.helpers import FakeHub
+
+    hub = FakeHub(fail="Name or service not known")
+    result = train.fine_tune(tiny_config(hub_model_id="someone/tweets", measure_forgetting=False), hub_api=hub)
+    assert result.state == "done"
+    failed = [e for e in Run(result.run_dir).history() if e["event"] == "hub-checkpoint"]
+    assert failed and failed[0]["state"] == "failed" and "cannot be reached" in failed[0]["message"]
