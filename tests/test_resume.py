@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from core.errors import UserError
 from core.runs import Run, RunWriter, list_runs
 from finetune import train
-from web import handlers
+from web import handlers, views
 
 from conftest import ROOT
 from tests.helpers import serve, tiny_defaults, wait_for_end
@@ -61,6 +61,8 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_config, runs_dir):
     assert Run(resumed.run_dir).metrics["best_checkpoint_step"] == Run(whole.run_dir).metrics["best_checkpoint_step"]
     marks = [e for e in Run(resumed.run_dir).history() if e["event"] == "resumed"]
     assert [m["step"] for m in marks] == [13]
+    loss, _ = views.curves(Run(resumed.run_dir).history())  # one set of curves, with a mark where it resumed
+    assert loss[loss["series"] == "resumed here"]["step"].tolist() == [13]
     assert "resumed" in (resumed.run_dir / "README.md").read_text()
     assert events[0]["run_id"] == stopped.run_id
 

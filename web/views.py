@@ -98,10 +98,21 @@ def curves(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
             if e.get("event") == "log" and "loss" in e]
     loss += [{"step": e["step"], "value": e["eval_loss"], "series": "validation loss"} for e in events
              if e.get("event") == "eval" and "eval_loss" in e]
+    loss += resume_marks(events, [row for row in loss if row["series"] == "train loss"])
     scores = [{"step": e["step"], "value": e[key], "series": name} for e in events if e.get("event") == "eval"
               for key, name in (("eval_accuracy", "accuracy"), ("eval_f1_macro", "macro-F1")) if key in e]
     columns = ["step", "value", "series"]
     return pd.DataFrame(loss, columns=columns), pd.DataFrame(scores, columns=columns)
+
+
+def resume_marks(events: list[dict], train_loss: list[dict]) -> list[dict]:
+    """A point on the loss curve where a run resumed: at the train loss logged last before that step."""
+    marks = []
+    for e in events:
+        if e.get("event") == "resumed":
+            before = [row["value"] for row in train_loss if row["step"] <= e["step"]]
+            marks.append({"step": e["step"], "value": before[-1] if before else None, "series": "resumed here"})
+    return [m for m in marks if m["value"] is not None]
 
 
 def event_log(events: list[dict], last: int = 200) -> str:
