@@ -49,7 +49,7 @@ class RunState(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-MIN_FREE_BYTES = 2 * 1024**3  # a gpt2 checkpoint, a best-epoch copy and the optimizer's headroom
+MIN_FREE_BYTES = 4 * 1024**3  # gpt2: two resumable checkpoints (newest, best) of 1.4 GB each, and the model
 
 
 def new_run_id() -> str:
