@@ -113,15 +113,6 @@ def train_tab(backend: Backend) -> dict:
     return ui
 
 
-def resume_row() -> dict:
-    """Resume, shown while an interrupted or stopped run can resume (handlers.live), with how far it got."""
-    ui = {}
-    with gr.Row(equal_height=True):
-        ui["resume_note"] = gr.Markdown()
-        ui["resume_button"] = gr.Button("⏯ Resume", size="sm", scale=0, min_width=120, visible=False)
-    return ui
-
-
 def settings_box(backend: Backend) -> dict:
     ui = {}
     with gr.Accordion("Settings", open=False):
@@ -166,6 +157,15 @@ def live_box() -> dict:
             ui["pushed"] = gr.Markdown()
             ui["push_button"] = gr.Button("Push again", size="sm", scale=0, min_width=120)
     ui["seen"] = gr.State(None)
+    return ui
+
+
+def resume_row() -> dict:
+    """Resume, shown while an interrupted or stopped run can resume (handlers.live), with how far it got."""
+    ui = {}
+    with gr.Row(equal_height=True):
+        ui["resume_note"] = gr.Markdown()
+        ui["resume_button"] = gr.Button("⏯ Resume", size="sm", scale=0, min_width=120, visible=False)
     return ui
 
 
@@ -235,8 +235,8 @@ def wire_train(w: Wiring, ui: dict) -> None:
 
     w.on(ui["retrain"].click, retrain, SETTINGS, ["action_note"], admin=True)
     w.on(ui["stop"].click, handlers.stop, (), ["action_note"], admin=True)
-    w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
     w.on(ui["resume_button"].click, handlers.resume, (), ["action_note"], admin=True)
+    w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
     w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note"])
     # polls skip the queue, so that open pages never fill it up for real requests
     w.on(gr.Timer(POLL_SECONDS).tick, handlers.live, ["seen"], LIVE, queue=False, show_progress="hidden")

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from core.errors import UserError
-from core.runs import (Run, RunWriter, check_writable, drop_incomplete_checkpoints, latest, list_runs,
+from core.runs import (Run, RunWriter, check_writable, drop_incomplete_checkpoints, latest,
                        mark_interrupted, pin, serving)
 
 
