@@ -13,6 +13,7 @@ data-parallel; only the main process writes the run folder).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -348,7 +349,8 @@ def resume(run_dir: str | Path, on_event: Listener | None = None, stop: threadin
     run = resumable_run(run_dir)
     cfg = TrainConfig.from_dict({**run.config, "runs_dir": str(run.path.parent)})
     splits = checkpoints.load_splits(run.path / CHECKPOINTS)
-    report = data.DataReport(**run.data_report)
+    known = {f.name for f in dataclasses.fields(data.DataReport)}  # a report of an older version: its own fields
+    report = data.DataReport(**{k: v for k, v in run.data_report.items() if k in known})
     return fine_tune(cfg, on_event, stop, prepared_data=(splits, report), resume_from=run.path, hub_api=hub_api)
 
 
