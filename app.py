@@ -55,7 +55,8 @@ PRIVATE = {"api_visibility": "private"}
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PREVIEW = ["preview_note", "preview_rows", "text_column", "label_column"]  # the Data accordion (handlers.preview_data)
 LIVE = ["progress", "plots_box", "loss_plot", "eval_plot", "log_box", "result_box", "scores", "matrix", "report",
-        "pushed", "seen"]  # the Train tab's live view (handlers.live)
+        "pushed", "resume_button", "resume_note", "seen"]  # the Train tab's live view (handlers.live)
+RUNS_SHOWN = ["table", "picked", "resume_box", "resume_pick"]  # the Runs tab's lists (handlers.show_runs)
 
 
 # --- the layout: one function per tab, each returning its components by name ----------------------
@@ -110,6 +111,7 @@ def train_tab(backend: Backend) -> dict:
         if backend.admins and not backend.settings.on_space:
             gr.Markdown(f"Retrain is limited to {as_text(', '.join(sorted(backend.admins)))} (ADMIN_USERS), "
                         f"who sign in with Hugging Face: that works when the app runs on a Space.")
+        ui.update(resume_row())
         ui["action_note"] = gr.Markdown()
         ui["budget_note"] = gr.Markdown(views.budget_md(backend.config({})))
         ui["waiting"] = gr.Markdown(lambda: views.waiting_md(backend.runs_dir), every=5)
@@ -203,6 +205,15 @@ def live_box() -> dict:
     return ui
 
 
+def resume_row() -> dict:
+    """Resume, shown while an interrupted or stopped run can resume (handlers.live), with how far it got."""
+    ui = {}
+    with gr.Row(equal_height=True):
+        ui["resume_note"] = gr.Markdown()
+        ui["resume_button"] = gr.Button("⏯ Resume", size="sm", scale=0, min_width=120, visible=False)
+    return ui
+
+
 def runs_tab() -> dict:
     ui = {}
     with gr.Tab("Runs", id="runs") as ui["runs_tab"]:
@@ -213,6 +224,9 @@ def runs_tab() -> dict:
             with gr.Column(scale=1, min_width=200):
                 ui["serve_button"] = gr.Button("Serve this run in Classify", size="sm")
                 ui["newest_button"] = gr.Button("Serve the newest run", size="sm")
+        with gr.Row(visible=False) as ui["resume_box"]:
+            ui["resume_pick"] = gr.Dropdown(label="Or pick an interrupted or stopped run", choices=[], scale=3)
+            ui["resume_picked"] = gr.Button("⏯ Resume this run", size="sm", scale=1)
         ui["serve_note"] = gr.Markdown()
         with gr.Column(visible=False) as ui["run_box"]:
             with gr.Row():
@@ -272,6 +286,7 @@ def wire_train(w: Wiring, ui: dict) -> None:
     w.on(functools.partial(gr.on, [*triggers, gr.Timer(HINT_EVERY_S).tick]), hint, SETTINGS, ["budget_note"],
          queue=False, show_progress="hidden")
     w.on(ui["stop"].click, handlers.stop, (), ["action_note"], admin=True)
+    w.on(ui["resume_button"].click, handlers.resume, (), ["action_note"], admin=True)
     w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
     w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note", *PREVIEW],
          api_name="upload_dataset", api_visibility="public")  # → the dataset name for /train, and the preview
@@ -295,11 +310,12 @@ def wire_review(w: Wiring, ui: dict) -> None:
 
 
 def wire_runs(w: Wiring, ui: dict) -> None:
-    shown = ["serve_note", "table", "picked", "serving_note"]
-    w.on(ui["runs_tab"].select, handlers.show_runs, (), ["table", "picked"])
+    shown = ["serve_note", *RUNS_SHOWN, "serving_note"]
+    w.on(ui["runs_tab"].select, handlers.show_runs, (), RUNS_SHOWN)
     w.on(ui["picked"].change, handlers.show_run, ["picked"], ["run_box", "run_loss", "run_eval", "run_scores", "card"])
     w.on(ui["serve_button"].click, handlers.serve, ["picked"], shown, admin=True)
     w.on(ui["newest_button"].click, handlers.serve_newest, (), shown, admin=True)
+    w.on(ui["resume_picked"].click, handlers.resume_picked, ["resume_pick"], ["serve_note", *RUNS_SHOWN], admin=True)
 
 
 def build_demo(backend: Backend) -> gr.Blocks:

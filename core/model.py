@@ -84,22 +84,29 @@ CHARS_PER_TOKEN_CAP = 16  # text beyond max_length × this many characters is ne
 
 
 @torch.inference_mode()
-def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32):
+def predict_proba(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 32, pooled: bool = False):
     """(n, 3) label probabilities of a sequence classifier: tweets sorted by length so that similar
-    lengths share a batch, each batch padded to its longest, truncated to `max_length` tokens."""
+    lengths share a batch, each batch padded to its longest, truncated to `max_length` tokens. With
+    `pooled`, → (probabilities, (n, hidden) sentence embeddings: the mean of the last hidden states over
+    each tweet's tokens), from the same forward pass."""
     import numpy as np
 
     cap = max_length * CHARS_PER_TOKEN_CAP
     texts = [t[:cap] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+    probs, embeddings = np.zeros((len(texts), len(LABELS)), dtype=np.float32), None
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length,
-                          padding=True, return_tensors="pt")
-        logits = model(**batch.to(model.device)).logits.float()  # device: CPU unless moved
-        probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
-    return probs
+                          padding=True, return_tensors="pt").to(model.device)  # device: CPU unless moved
+        out = model(**batch, output_hidden_states=pooled)
+        probs[idx] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+        if pooled:
+            mask = batch["attention_mask"].unsqueeze(-1).to(out.hidden_states[-1].dtype)
+            mean = ((out.hidden_states[-1] * mask).sum(1) / mask.sum(1)).float().cpu().numpy()
+            embeddings = np.zeros((len(texts), mean.shape[1]), dtype=np.float32) if embeddings is None else embeddings
+            embeddings[idx] = mean
+    return (probs, embeddings) if pooled else probs
 
 
 PACK_TOKENS = 1024  # tokens per packed forward (shared_start_logits); the mask is this squared

@@ -9,6 +9,8 @@
         README.md             the model card
         status.json           {"state": "done", ...}
     runs/<run-id>.partial/    a run in progress, or one that was stopped, failed or interrupted
+        _checkpoints/checkpoint-<step>/   the Trainer's resumable checkpoints (the last, and the best)
+        _checkpoints/splits/  the run's data splits, so that a resumed run trains on the same rows
 
 A run is written as `<id>.partial` and renamed to `<id>` only once complete, so a crash or a stop
 never leaves a half-written checkpoint that `latest()` could pick.
@@ -31,6 +33,9 @@ from .errors import scrub
 log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"
+CHECKPOINTS = "_checkpoints"
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into a checkpoint: its commit record
+RESUMABLE_STATES = ("interrupted", "stopped")
 SERVING_FILE = "serving.json"
 TRAIN_CONFIG = "train_config.json"   # the TrainConfig a run was trained with; serving reads max_length
 
@@ -44,7 +49,7 @@ class RunState(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-MIN_FREE_BYTES = 2 * 1024**3  # a gpt2 checkpoint, a best-epoch copy and the optimizer's headroom
+MIN_FREE_BYTES = 4 * 1024**3  # gpt2: two resumable checkpoints (newest, best) of 1.4 GB each, and the model
 
 
 def new_run_id() -> str:
@@ -106,6 +111,15 @@ class Run:
     def data_report(self) -> dict:
         return read_dict(self.path / "data_report.json")
 
+    @property
+    def checkpoint(self) -> Path | None:
+        """The newest complete resumable checkpoint (see `resumable_checkpoint`), or None."""
+        return resumable_checkpoint(self.path / CHECKPOINTS)
+
+    @property
+    def can_resume(self) -> bool:
+        return self.path.name.endswith(PARTIAL) and self.state in RESUMABLE_STATES and self.checkpoint is not None
+
     def history(self) -> list[dict]:
         """The events logged so far; a half-written last line (a crash mid-write) is skipped."""
         events = []
@@ -129,17 +143,27 @@ class Run:
 class RunWriter:
     """Writes one run: starts it as `<id>.partial`, records events, and finishes or abandons it."""
 
-    def __init__(self, runs_dir: str | Path, run_id: str | None = None):
+    def __init__(self, runs_dir: str | Path, run_id: str | None = None, reopen: bool = False):
+        """A new `<id>.partial` folder; `reopen`: the existing one of `run_id`, to resume it."""
         self.runs_dir = Path(runs_dir)
         self.id = run_id or new_run_id()
         self.path = self.runs_dir / f"{self.id}{PARTIAL}"
-        self.path.mkdir(parents=True, exist_ok=False)
+        self.path.mkdir(parents=True, exist_ok=reopen)
         self._lock = threading.Lock()
-        self.set_status(RunState.RUNNING, pid=os.getpid(), started=_now())
+        if reopen:
+            self.set_status(RunState.RUNNING, pid=os.getpid(), resumed=_now(), finished=None, message="")
+        else:
+            self.set_status(RunState.RUNNING, pid=os.getpid(), started=_now())
+
+    @classmethod
+    def reopen(cls, run_dir: str | Path) -> "RunWriter":
+        """The writer of an existing partial run (interrupted or stopped), to resume it in place."""
+        run_dir = Path(run_dir)
+        return cls(run_dir.parent, run_dir.name.removesuffix(PARTIAL), reopen=True)
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.path / "_checkpoints"
+        return self.path / CHECKPOINTS
 
     def write_json(self, name: str, value) -> None:
         write_json(self.path / name, value)
@@ -168,8 +192,10 @@ class RunWriter:
         return final
 
     def abandon(self, state: str, message: str = "") -> Path:
-        """A stopped or failed run keeps its history and status, not its heavy checkpoints."""
-        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+        """A stopped or interrupted run keeps its resumable checkpoint; a failed one keeps its history and
+        status, not its heavy checkpoints."""
+        if state not in RESUMABLE_STATES:
+            shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
         self.set_status(state, finished=_now(), message=message)
         return self.path
 
@@ -203,6 +229,11 @@ def latest(runs_dir: str | Path) -> Run | None:
     return next((r for r in list_runs(runs_dir) if r.is_complete), None)
 
 
+def resumable(runs_dir: str | Path) -> list[Run]:
+    """The interrupted or stopped runs that can resume (a complete checkpoint), newest first."""
+    return [r for r in list_runs(runs_dir) if r.can_resume]
+
+
 def serving(runs_dir: str | Path) -> Run | None:
     """The run chosen to serve (see `pin`), else the newest complete one."""
     pinned = read_dict(Path(runs_dir) / SERVING_FILE)
@@ -225,14 +256,35 @@ def pin(runs_dir: str | Path, run_id: str | None) -> None:
     write_json(path, {"run_id": run_id})
 
 
+def resumable_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest `checkpoint-<step>` folder that is complete: its trainer_state.json, which the Trainer
+    writes after the weights, optimizer, scheduler and RNG states, reads whole. One a crash cut short
+    mid-save is passed over, so the previous one counts (the Trainer deletes that only after the new one
+    is written)."""
+    found = []
+    for path in Path(checkpoints_dir).glob("checkpoint-*"):
+        state = read_dict(path / TRAINER_STATE)
+        if isinstance(state.get("global_step"), int) and (path / "optimizer.pt").exists():
+            found.append((state["global_step"], path))
+    return max(found, key=lambda f: f[0])[1] if found else None
+
+
+def drop_incomplete_checkpoints(checkpoints_dir: Path) -> None:
+    """Remove checkpoint folders newer than the resumable one (half-written by a crash mid-save)."""
+    keep = resumable_checkpoint(checkpoints_dir)
+    step = int(keep.name.rsplit("-", 1)[-1]) if keep else -1
+    for path in Path(checkpoints_dir).glob("checkpoint-*"):
+        if path.name.rsplit("-", 1)[-1].isdigit() and int(path.name.rsplit("-", 1)[-1]) > step:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def mark_interrupted(runs_dir: str | Path) -> list[Run]:
     """At start-up: runs left 'running' by a process that is gone (kill -9, a crash, a Space restart)
-    become 'interrupted', and their partial checkpoints are removed."""
+    become 'interrupted'; their resumable checkpoint is kept (see `Run.can_resume`)."""
     marked = []
     for run in list_runs(runs_dir):
         status = run.status
         if status.get("state") == RunState.RUNNING and not _alive(status.get("pid")):
-            shutil.rmtree(run.path / "_checkpoints", ignore_errors=True)
             write_json(run.path / "status.json", {**status, "state": RunState.INTERRUPTED.value, "updated": _now(),
                                                   "message": "the process ended before the run finished"})
             marked.append(run)

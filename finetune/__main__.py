@@ -1,4 +1,6 @@
 """python -m finetune [options]: fine-tune, evaluate, write a run folder, optionally push it to the Hub.
+python -m finetune --resume RUN_DIR: continue an interrupted or stopped run (runs/<id>.partial) at its
+last resumable checkpoint, with the settings and data it started with.
 
 Runs unchanged under `torchrun --nproc-per-node N -m finetune ...` and `accelerate launch -m finetune ...`.
 """
@@ -9,6 +11,7 @@ import sys
 import threading
 
 from core.errors import UserError
+from core.runs import Run
 from core.settings import Settings, quiet_libraries
 
 from transformers.utils import logging as hf_logging
@@ -28,6 +31,9 @@ def parser() -> ConfigParser:
     p = ConfigParser(prog="python -m finetune", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--push-to-hub", dest="hub_model_id", metavar="REPO", default=argparse.SUPPRESS,
                    help="same as --hub-model-id: push the finished run to this Hub repo")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue this interrupted or stopped run (runs/<id>.partial) from its last resumable "
+                        "checkpoint, with the settings it was started with (other settings are ignored)")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.add_argument("--sweep", nargs="?", metavar="GRID", const=DEFAULT_GRID, default=None,
                    help="search hyperparameters on the validation split (never the test split) and print "
@@ -65,6 +71,14 @@ def run_sweep(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig | None:
     return result.best_config
 
 
+def train_or_resume(cfg: TrainConfig, args: argparse.Namespace, listener, stop) -> tuple[TrainConfig, train.RunResult]:
+    """A new run of `cfg`, or (--resume) the run that args.resume names, with that run's own settings."""
+    if not args.resume:
+        return cfg, train.fine_tune(cfg, on_event=listener, stop=stop)
+    result = train.resume(args.resume, on_event=listener, stop=stop)
+    return TrainConfig.from_dict(Run(result.run_dir).config), result
+
+
 def main(argv=None) -> int:
     quiet_libraries()
     hf_logging.disable_progress_bar()
@@ -76,12 +90,13 @@ def main(argv=None) -> int:
             cfg = run_sweep(cfg, args)
             if cfg is None:
                 return 0
-        result = train.fine_tune(cfg, on_event=None if args.quiet else print_event, stop=stop)
+        cfg, result = train_or_resume(cfg, args, None if args.quiet else print_event, stop)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the run is left unfinished; earlier runs are untouched", file=sys.stderr)
+        print("\ninterrupted: the run is left unfinished (resume it with --resume RUN_DIR from its last "
+              "checkpoint); earlier runs are untouched", file=sys.stderr)
         return 130
     if result.state != "done" or result.run_dir is None:
         print(f"run {result.run_id} {result.state}: {result.message}")

@@ -65,6 +65,7 @@ def model_card(cfg: TrainConfig, metrics: dict, report: dict, history: list[dict
         baseline=metrics.get("baseline", {}), labels=list(LABELS),
         confusion=test.get("confusion_matrix") or [[0] * len(LABELS)] * len(LABELS),
         evals=[e for e in history if e.get("event") == "eval"], sections=sections(metrics, report),
+        resumed=[e for e in history if e.get("event") == "resumed"],
         data_report=data_report_text(report), precision=metrics.get("precision", cfg.precision),
         train_seconds=metrics.get("train_seconds", "–"), best_step=metrics.get("best_checkpoint_step"))
     return str(card)

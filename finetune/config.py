@@ -112,6 +112,10 @@ class TrainConfig:
         "CPU threads for training (0 = the cores granted to this process: CPU_CORES, else affinity)."))
     freeze_embeddings: bool = field(default=False, metadata=_help(
         "Keep the token embedding matrix fixed (gpt2: 38M of 124M weights): less optimizer work per step."))
+    checkpoint_every_minutes: float = field(default=5.0, metadata=_help(
+        "Minutes of training between resumable checkpoints (weights, optimizer, scheduler, RNG and data "
+        "position; also written at Stop and at each validation); a killed or stopped run resumes from the last "
+        "one (python -m finetune --resume RUN_DIR). 0 = only at Stop and validations."))
     # --- where it goes --------------------------------------------------------------------------
     runs_dir: str = field(default="runs", metadata=_help("Folder that holds one sub-folder per run."))
     hub_model_id: str = field(default="", metadata=_help(
@@ -148,7 +152,7 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 8 <= self.max_length <= 4096:
             problems.append(f"max_length must be in [8, 4096], got {self.max_length}")
-        for name in ("early_stopping_patience", "few_shot_k", "threads"):
+        for name in ("early_stopping_patience", "few_shot_k", "threads", "checkpoint_every_minutes"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.few_shot_k > 32:

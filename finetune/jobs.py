@@ -4,6 +4,7 @@
     job.start(TrainConfig(...))          # → (True, "started ...") or (False, "why not")
     job.status()                         # → {"state": "running", "step": 12, "total_steps": 60, ...}
     job.stop()                           # ends it at the next step; the previous model keeps serving
+    job.resume()                         # continues the newest interrupted or stopped run (or run_id=...)
 
 Bad settings are refused before the thread starts. The state a page shows comes from the server, not
 the page: the run folder (status.json, history.jsonl, metrics.json, push.json) plus what the job holds
@@ -18,11 +19,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
-from . import hub, train
+from . import checkpoints, hub, train
 from .config import TrainConfig
 from core.errors import UserError, check_on_hub, first_line, looks_like_path
 from core.model import check_source
-from core.runs import PARTIAL, Run, check_writable, latest, list_runs, mark_interrupted, read_json
+from core.runs import PARTIAL, Run, check_writable, latest, list_runs, mark_interrupted, read_json, resumable
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,44 @@ class TrainingJob:
                 prepared = check_settings(cfg)
             except UserError as exc:
                 return False, f"not started: {exc}"
-            self._cfg, self._stop = cfg, threading.Event()
-            self._state, self._message, self._run_id = JobState.RUNNING, "starting: loading the model and data", ""
-            self._progress, self._events = {}, []
-            self._note("started", f"training {cfg.base_model} on {cfg.dataset}")
-            self._thread = threading.Thread(target=self._work, args=(cfg, self._stop, prepared),
-                                            name="training-job", daemon=True)
-            self._thread.start()
-        return True, f"started: training {cfg.base_model} on {cfg.dataset}"
+            return self._launch(cfg, f"training {cfg.base_model} on {cfg.dataset}", lambda stop: train.fine_tune(
+                cfg, on_event=self._on_event, stop=stop, prepared_data=prepared, hub_api=self.hub_api))
+
+    def resume(self, run_id: str | None = None) -> tuple[bool, str]:
+        """Continue an interrupted or stopped run (default: the newest that can) from its last resumable
+        checkpoint, with its own settings; refused, with the reason, while a job runs or when it cannot."""
+        with self._lock:
+            if self.busy:
+                return False, f"a job is already running ({self._describe()}): wait for it or press Stop"
+            run = self._find_run(run_id) if run_id else next(iter(resumable(self.runs_dir)), None)
+            if run is None:
+                return False, (f"no run {run_id} here" if run_id else "no interrupted or stopped run to resume")
+            try:
+                run = train.resumable_run(run.path)
+                cfg = TrainConfig.from_dict({**run.config, "runs_dir": str(self.runs_dir)})
+            except UserError as exc:
+                return False, f"not resumed: {exc}"
+            what = f"resuming run {run.id} at step {checkpoint_step(run)}"
+            return self._launch(cfg, what, lambda stop: train.resume(run.path, self._on_event, stop, self.hub_api),
+                                run.id)
+
+    def _launch(self, cfg: TrainConfig, what: str, work, run_id: str = "") -> tuple[bool, str]:
+        """Under the lock: the job's state reset, and `work(stop)` (→ a RunResult) started in its thread."""
+        self._cfg, self._stop = cfg, threading.Event()
+        self._state, self._message, self._run_id = JobState.RUNNING, f"{what}: loading the model and data", run_id
+        self._progress, self._events = {}, []
+        self._note("started", what)
+        self._thread = threading.Thread(target=self._work, args=(cfg, work, self._stop), name="training-job",
+                                        daemon=True)
+        self._thread.start()
+        return True, f"started: {what}"
+
+    def restore_from_hub(self, repo_id: str) -> None:
+        """At start-up: an unfinished run that a restart wiped from this disk, back from the Hub (when
+        HUB_MODEL_ID and a token are set), so that it can resume."""
+        result = checkpoints.restore_from_hub(self.runs_dir, repo_id, api=self.hub_api)
+        if result.state != "skipped":
+            self._note("restore", result.message)
 
     def stop(self) -> tuple[bool, str]:
         with self._lock:
@@ -111,11 +142,13 @@ class TrainingJob:
         """A JSON-able snapshot: state (idle/running/done/failed/stopped), run_id, step, total_steps,
         epoch, eta_s, budget_s (a run sized by its time budget), message; once a run has ended its
         metrics, data report and push result. With no job since start-up: idle, with the newest run's
-        results."""
+        results. `resumable`: the interrupted or stopped runs that can resume, newest first (see
+        `resume_point`)."""
         run = self._find_run() if self._run_id else None
         status = self._idle_status() if run is None and self._state == JobState.IDLE else self._job_status(run)
         if self._pushing:
             status["push"] = self._pushing
+        status["resumable"] = [] if self.busy else [resume_point(r) for r in resumable(self.runs_dir)]
         return status
 
     def events(self) -> list[dict]:
@@ -131,9 +164,9 @@ class TrainingJob:
         return self._newest() if self._state == JobState.IDLE else None  # a job starting: no folder yet
 
     # --- the thread ---------------------------------------------------------------------------------
-    def _work(self, cfg: TrainConfig, stop: threading.Event, prepared=None) -> None:
+    def _work(self, cfg: TrainConfig, work, stop: threading.Event) -> None:
         try:
-            result = train.fine_tune(cfg, on_event=self._on_event, stop=stop, prepared_data=prepared)
+            result = work(stop)
         except UserError as exc:
             self._finish(JobState.FAILED, f"failed: {exc}")
             return
@@ -226,6 +259,17 @@ class TrainingJob:
             if run.is_complete:
                 status.update(_results(run))
         return status
+
+
+def checkpoint_step(run: Run) -> int:
+    return int(run.checkpoint.name.rsplit("-", 1)[-1])
+
+
+def resume_point(run: Run) -> dict:
+    """How far a run that can resume got (`step` of `total_steps`), and the step it resumes from."""
+    status = run.status
+    return {"run_id": run.id, "state": run.state, "step": status.get("step"), "total_steps": status.get("total_steps"),
+            "checkpoint_step": checkpoint_step(run), "message": status.get("message", "")}
 
 
 def _results(run: Run) -> dict:

@@ -63,38 +63,23 @@ class Suspect:
 
 # --- out-of-sample probabilities --------------------------------------------------------------------
 @torch.inference_mode()
-def embed(model_source: str, texts: list[str], cache_dir: Path | None = None, batch_size: int = 32) -> np.ndarray:
-    """(n, hidden) mean-pooled last hidden states of `model_source` (a base model or a run folder);
-    cached in `cache_dir` by model and texts."""
+def embed(model_source: str, texts: list[str], cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, probabilities) of `model_source` (a base model or a run folder) for the texts, from one
+    forward pass: (n, hidden) mean-pooled last hidden states, and (n, 3) its own label probabilities
+    (which mean something for a fine-tuned run only); cached in `cache_dir` by model and texts."""
     key = hashlib.sha256(json.dumps([str(model_source), texts]).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"embeddings-{key}.npy" if cache_dir else None
+    cache = Path(cache_dir) / f"embeddings-{key}.npz" if cache_dir else None
     if cache and cache.exists():
-        return np.load(cache)
+        with np.load(cache) as saved:
+            return saved["features"], saved["probs"]
     set_threads()
     tokenizer = load_tokenizer(str(model_source))
-    body = load_classifier(str(model_source), tokenizer).base_model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
-    out = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=EMBED_MAX_TOKENS,
-                          padding=True, return_tensors="pt")
-        hidden = body(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = ((hidden * mask).sum(1) / mask.sum(1)).float().numpy()
-        out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32) if out is None else out
-        out[idx] = pooled
+    model = load_classifier(str(model_source), tokenizer).eval()
+    probs, features = predict_proba(model, tokenizer, texts, EMBED_MAX_TOKENS, pooled=True)
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, out)
-    return out
-
-
-def run_probs(run_dir: Path, texts: list[str]) -> np.ndarray:
-    """A fine-tuned run's own label probabilities (call only on rows it did not train on)."""
-    tokenizer = load_tokenizer(str(run_dir))
-    model = load_classifier(str(run_dir), tokenizer).eval()
-    return predict_proba(model, tokenizer, texts, Run(run_dir).config.get("max_length", EMBED_MAX_TOKENS))
+        np.savez(cache, features=features, probs=probs)
+    return features, probs
 
 
 def out_of_sample_probs(features: np.ndarray, labels: list[int], seed: int = 42) -> np.ndarray:
@@ -121,11 +106,11 @@ def review(texts: list[str], labels: list[int], embedder: str, cache_dir: Path |
            seed: int = 42) -> tuple[list[Suspect], dict]:
     """(suspects, summary) for the rows; the summary has the out-of-fold accuracy and timings."""
     started = time.perf_counter()
-    features = embed(embedder, texts, cache_dir)
+    features, own = embed(embedder, texts, cache_dir)
     embedded = time.perf_counter()
     probs = out_of_sample_probs(features, labels, seed)
     if Run(Path(embedder)).is_complete:  # a run's own answers on rows it never saw are out-of-sample too
-        probs = (probs + run_probs(Path(embedder), texts)) / 2
+        probs = (probs + own) / 2
     found = suspects(texts, labels, probs)
     summary = {"rows": len(texts), "flagged": len(found), "embedder": Path(embedder).name,
                "out_of_fold_accuracy": round(float((probs.argmax(1) == np.asarray(labels)).mean()), 4),

@@ -1,13 +1,15 @@
 """Training: config → data → model → Trainer (+ progress, stop, early stopping) → a finished run folder.
 
     result = fine_tune(TrainConfig(...), on_event=print, stop=threading.Event())
+    result = resume("runs/<id>.partial", on_event=print)     # an interrupted or stopped run, continued
 
 `fine_tune` is a pipeline of named steps: prepare (settings, tokenizer, corrections, data, and with a
 time budget the train size that fills it: `fill_budget`, finetune/budget.py), then, with a
 `RunLog` that writes the run folder and passes events on, train, test, quality (fit diagnosis,
 forgetting), baseline, save. `on_event` receives plain dicts (see `Progress`); `stop.set()` ends training
-cleanly at the next step and leaves the run marked "stopped" — the last complete run keeps serving. The
-same function runs unchanged under `torchrun` / `accelerate launch` (the Trainer then trains
+cleanly at the next step, writes a resumable checkpoint and leaves the run marked "stopped" — the last
+complete run keeps serving. `resume` continues an interrupted or stopped run in its own folder, from its
+newest resumable checkpoint (finetune/checkpoints.py), with its saved settings and data. The same function runs unchanged under `torchrun` / `accelerate launch` (the Trainer then trains
 data-parallel; only the main process writes the run folder).
 """
 from __future__ import annotations
@@ -32,9 +34,10 @@ from transformers.pytorch_utils import Conv1D
 from core.errors import UserError, first_line
 from core.labels import LABELS
 from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
-from core.runs import PARTIAL, TRAIN_CONFIG, Run, RunState, RunWriter, check_writable
+from core.runs import (CHECKPOINTS, PARTIAL, RESUMABLE_STATES, TRAIN_CONFIG, TRAINER_STATE, Run, RunState,
+                       RunWriter, check_writable, drop_incomplete_checkpoints, mark_interrupted, read_dict)
 
-from . import baseline, budget, corrections, data, diagnosis, exclusions, forgetting
+from . import baseline, budget, checkpoints, corrections, data, diagnosis, exclusions, forgetting
 from .card import model_card
 from .config import TrainConfig
 from .metrics import classification_metrics, trainer_metrics
@@ -68,12 +71,13 @@ class Progress(TrainerCallback):
 
     def __init__(self, emit: Listener, stop: threading.Event | None = None, plan: budget.Plan | None = None):
         self.emit, self.stop, self.plan = emit, stop, plan
-        self.started = None
+        self.started, self.first_step = None, 0
 
     def _base(self, state) -> dict:
         elapsed = time.monotonic() - self.started if self.started else 0.0
         step, total = state.global_step, state.max_steps
-        eta = elapsed / step * (total - step) if step else None
+        done = step - self.first_step  # a resumed run: the steps of this process
+        eta = elapsed / done * (total - step) if done > 0 else None
         if self.plan is not None and elapsed < self.plan.planned_s:
             eta = self.plan.planned_s - elapsed
         base = {"step": step, "total_steps": total, "epoch": round(state.epoch or 0.0, 4),
@@ -81,15 +85,14 @@ class Progress(TrainerCallback):
         return {**base, "budget_s": self.plan.time_budget_s} if self.plan is not None else base
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.monotonic()
+        self.started, self.first_step = time.monotonic(), state.global_step
         self.emit({"event": "progress", **self._base(state)})
 
     def on_step_end(self, args, state, control, **kwargs):
         self.emit({"event": "progress", **self._base(state)})
         if self.stop is not None and self.stop.is_set():
             control.should_training_stop = True
-            control.should_save = False
-            control.should_evaluate = False
+            control.should_evaluate = False  # `checkpoints.Checkpoints` saves a resumable checkpoint
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -104,9 +107,11 @@ def _num(v):
 
 
 def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_validation: bool,
-                       world_size: int = 1, precision: str | None = None) -> TrainingArguments:
+                       world_size: int = 1, precision: str | None = None,
+                       resumable: bool = False) -> TrainingArguments:
     """The Trainer's arguments, all derived from the config: one place for each knob. `precision` is
-    cfg.precision resolved (None: resolved here)."""
+    cfg.precision resolved (None: resolved here). `resumable`: checkpoints carry the optimizer, scheduler
+    and RNG states too (a run's; a sweep trial's need not); the Trainer keeps the newest and the best."""
     precision = precision or resolve_precision(cfg.precision)
     steps_per_epoch, total_steps = budget.schedule_steps(cfg, n_train, world_size)
     eval_steps = max(1, steps_per_epoch // cfg.evals_per_epoch)
@@ -129,8 +134,8 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_val
         eval_steps=eval_steps,
         save_strategy=strategy,
         save_steps=eval_steps,
-        save_total_limit=1,
-        save_only_model=True,
+        save_total_limit=2,  # the newest checkpoint and the best one (with 1 the Trainer drops the newest at the end)
+        save_only_model=not resumable,
         load_best_model_at_end=has_validation,
         metric_for_best_model="f1_macro",
         greater_is_better=True,
@@ -171,10 +176,12 @@ def merge_lora(trainer: Trainer) -> None:
 
 
 def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, output_dir: Path, callbacks: list,
-                  num_processes: int = 1, precision: str | None = None) -> Trainer:
-    """The Trainer of a run or of a sweep trial: validation every eval, early stopping, best checkpoint."""
+                  num_processes: int = 1, precision: str | None = None, resumable: bool = False) -> Trainer:
+    """The Trainer of a run (`resumable`) or of a sweep trial: validation every eval, early stopping, best
+    checkpoint."""
     has_val = len(tokenized["validation"]) > 0
-    args = training_arguments(cfg, output_dir, len(tokenized["train"]), has_val, num_processes, precision)
+    args = training_arguments(cfg, output_dir, len(tokenized["train"]), has_val, num_processes, precision,
+                              resumable)
     callbacks = list(callbacks)
     if has_val and cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
@@ -225,9 +232,9 @@ def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = N
 
 def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_data=None,
             emit: Listener | None = None) -> Prepared:
-    """Check the settings, load the tokenizer and the data (or take `prepared_data`, what `clean_data`
-    returned, e.g. when the app's settings check loaded them a moment ago), let a time budget choose the
-    train size, split."""
+    """Check the settings, load the tokenizer and the data (or take `prepared_data`: what `clean_data`
+    returned, e.g. when the app's settings check loaded them a moment ago, or a resumed run's saved
+    (splits, report)), let a time budget choose the train size, split."""
     cfg.validate()
     if state.is_main_process:
         check_writable(cfg.runs_dir)
@@ -235,8 +242,10 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
         set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.base_model)
     recent = corrections.since_last_run(cfg.runs_dir)
-    cleaned = prepared_data or clean_data(cfg, extra_train)
     precision = resolve_precision(cfg.precision)
+    if isinstance(prepared_data, tuple):  # a resumed run's saved (splits, report): its size was chosen
+        return Prepared(cfg, tokenizer, *prepared_data, recent, precision)
+    cleaned = prepared_data or clean_data(cfg, extra_train)
     cfg, plan = fill_budget(cfg, tokenizer, cleaned, precision, state, emit)
     splits, report = data.split(cfg, cleaned)
     return Prepared(cfg, tokenizer, splits, report, recent, precision, plan)
@@ -266,17 +275,24 @@ class RunLog:
     """One run's folder and its events. The main process writes the folder (`writer`); every process
     knows the run id and where the folder is. Calling it with an event records it in history.jsonl (but
     for progress ticks), puts the progress in status.json every few seconds, and passes the event, with
-    the run id, to the listener."""
+    the run id, to the listener. `resume_dir`: the folder of a run to resume, reopened in place. With a Hub
+    repo and a token, `hub` copies each resumable checkpoint to the repo in the background."""
 
-    def __init__(self, cfg: TrainConfig, state: PartialState, listener: Listener | None = None):
+    def __init__(self, cfg: TrainConfig, state: PartialState, listener: Listener | None = None,
+                 resume_dir: Path | None = None, hub_api=None):
         self.main, self.listener = state.is_main_process, listener
-        self.writer = RunWriter(cfg.runs_dir) if self.main else None
+        self.writer = None
+        if self.main:
+            self.writer = RunWriter.reopen(resume_dir) if resume_dir else RunWriter(cfg.runs_dir)
         run_id = [self.writer.id if self.writer else None]
         if state.num_processes > 1:
             broadcast_object_list(run_id)
         self.run_id = run_id[0]
         self.path = self.writer.path if self.writer else Path(cfg.runs_dir) / f"{self.run_id}{PARTIAL}"
         self._last_status = 0.0
+        self.hub = self.writer and checkpoints.HubCheckpoints.maybe(
+            self.path, cfg.hub_model_id, cfg.hub_private, hub_api,
+            report=lambda r: self({"event": "hub-checkpoint", "state": r.state, "message": r.message}))
 
     def __call__(self, event: dict) -> None:
         if self.writer is not None:
@@ -285,43 +301,73 @@ class RunLog:
             now = time.monotonic()
             if "step" in event and (event["event"] != "progress" or now - self._last_status > STATUS_EVERY_S):
                 self._last_status = now
-                self.writer.set_status(RunState.RUNNING, **{k: event.get(k) for k in PROGRESS_KEYS})
+                self.writer.set_status(RunState.RUNNING, **{k: event[k] for k in PROGRESS_KEYS if k in event})
         if self.main and self.listener:
             self.listener({"run_id": self.run_id, **event})
 
-    def begin(self, cfg: TrainConfig, report: data.DataReport, plan: budget.Plan | None = None) -> None:
-        """train_config.json (with the train size a budget chose: a resumed run repeats the plan), the data
-        report, and the budget's plan in the history."""
-        if self.writer:
+    def begin(self, cfg: TrainConfig, prep: Prepared, checkpoint: Path | None = None) -> None:
+        """A new run: its settings (with the train size a time budget chose: the same settings repeat the
+        plan), data report, splits and the budget's plan. A resumed one (from `checkpoint`): the history
+        trimmed to the checkpoint's step, and a "resumed" mark."""
+        if not self.writer:
+            return
+        if checkpoint is None:
             cfg.save(self.writer.path / TRAIN_CONFIG)
-            self.writer.write_json("data_report.json", report.to_dict())
-            if plan is not None:
-                self({"event": "budget", "message": plan.summary(), "plan": plan.to_dict()})
-            self({"event": "data", "message": report.summary(), "sizes": report.sizes})
+            self.writer.write_json("data_report.json", prep.report.to_dict())
+            checkpoints.save_splits(self.writer.checkpoints_dir, prep.splits)
+            if prep.plan is not None:
+                self({"event": "budget", "message": prep.plan.summary(), "plan": prep.plan.to_dict()})
+            self({"event": "data", "message": prep.report.summary(), "sizes": prep.report.sizes})
+            return
+        drop_incomplete_checkpoints(self.writer.checkpoints_dir)
+        at = read_dict(checkpoint / TRAINER_STATE)
+        step = at["global_step"]
+        reached = checkpoints.trim_history(self.path, step)
+        self({"event": "resumed", "step": step, "total_steps": at.get("max_steps"), "epoch": at.get("epoch"),
+              "message": f"resumed at step {step} of {at.get('max_steps')}, from its last resumable checkpoint"
+                         + (f" (steps {step + 1}-{reached} are done again)" if reached > step else "")})
+
+    def checkpoint_saved(self, path: Path, seconds: float | None) -> None:
+        """A resumable checkpoint is on disk: say so (with its cost), and copy it to the Hub."""
+        size = checkpoints.size_mb(path)
+        step = int(path.name.rsplit("-", 1)[-1])
+        took = f" in {seconds:.1f} s" if seconds is not None else ""
+        self({"event": "checkpoint", "step": step, "size_mb": size, "seconds": seconds,
+              "message": f"resumable checkpoint at step {step}: {size:.0f} MB{took}"})
+        if self.hub:
+            self.hub.offer(path)
 
     def history(self) -> list[dict]:
         return Run(self.path).history()
 
     def end(self, state: RunState, message: str) -> None:
-        """A stopped or failed run: marked so, its checkpoints removed (a finished one is already renamed)."""
+        """A stopped, interrupted or failed run: marked so (a finished one is already renamed); a failed
+        one loses its checkpoints, here and on the Hub."""
+        if self.hub:
+            self.hub.close(done=state == RunState.FAILED, timeout=0)
         if self.writer and self.writer.path.name.endswith(PARTIAL):
             self.writer.abandon(state, message)
 
 
 def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threading.Event | None = None,
-              extra_train: list[tuple[str, int]] | None = None, prepared_data=None) -> RunResult:
-    """Train one run per `cfg`; see the module docstring. Bad settings raise `UserError` before any work."""
+              extra_train: list[tuple[str, int]] | None = None, prepared_data=None,
+              resume_from: Path | None = None, hub_api=None) -> RunResult:
+    """Train one run per `cfg`; see the module docstring. Bad settings raise `UserError` before any work.
+    `resume_from`: a partial run's folder, continued from its newest resumable checkpoint (see `resume`)."""
     state = PartialState(cpu=not torch.cuda.is_available())
     prep = prepare(cfg, state, extra_train, prepared_data, on_event)
     cfg = prep.cfg
-    log = RunLog(cfg, state, on_event)
+    checkpoint = Run(resume_from).checkpoint if resume_from else None
+    log = RunLog(cfg, state, on_event, resume_from, hub_api)
     try:
-        log.begin(cfg, prep.report, prep.plan)
-        trained = train(cfg, prep, log, stop, state.num_processes)
+        log.begin(cfg, prep, checkpoint)
+        trained = train(cfg, prep, log, stop, state.num_processes, checkpoint)
         if _stopped(stop):
             state.wait_for_everyone()
-            log.end(RunState.STOPPED, "stopped by request")
-            log({"event": "stopped", "message": "stopped by request; the previous model keeps serving"})
+            step = trained.trainer.state.global_step
+            log.end(RunState.STOPPED, f"stopped by request at step {step}; it can resume")
+            log({"event": "stopped", "message": f"stopped by request at step {step}; the previous model keeps "
+                                                f"serving, and this run can resume"})
             return RunResult(RunState.STOPPED, log.path, log.run_id, message="stopped by request")
         merge_lora(trained.trainer)  # a LoRA run is saved, tested and served as a plain checkpoint
         metrics = evaluate_test(cfg, prep, trained, log.run_id)
@@ -335,8 +381,37 @@ def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threadin
         state.wait_for_everyone()
         return RunResult(RunState.DONE, log.path, log.run_id, metrics)
     except BaseException as exc:
-        log.end(RunState.FAILED, first_line(exc))
+        interrupted = isinstance(exc, KeyboardInterrupt)  # Ctrl-C: like a kill, the run can resume
+        log.end(RunState.INTERRUPTED if interrupted else RunState.FAILED, first_line(exc) or "interrupted")
         raise
+
+
+def resume(run_dir: str | Path, on_event: Listener | None = None, stop: threading.Event | None = None,
+           hub_api=None) -> RunResult:
+    """Continue an interrupted or stopped run in its own folder: its saved settings and data splits, from
+    its newest resumable checkpoint, to the same end as if it had never stopped."""
+    run = resumable_run(run_dir)
+    cfg = TrainConfig.from_dict({**run.config, "runs_dir": str(run.path.parent)})
+    splits = checkpoints.load_splits(run.path / CHECKPOINTS)
+    known = {f.name for f in dataclasses.fields(data.DataReport)}  # a report of an older version: its own fields
+    report = data.DataReport(**{k: v for k, v in run.data_report.items() if k in known})
+    return fine_tune(cfg, on_event, stop, prepared_data=(splits, report), resume_from=run.path, hub_api=hub_api)
+
+
+def resumable_run(run_dir: str | Path) -> Run:
+    """The run at `run_dir` if it can resume, else a UserError that says why not."""
+    run = Run(Path(run_dir).expanduser().resolve())
+    if not (run.path / "status.json").exists():
+        raise UserError(f"{run_dir} is not a run folder: give a folder like runs/<run id>.partial")
+    mark_interrupted(run.path.parent)  # a run whose process is gone (kill -9) says "running" until now
+    if run.is_complete or not run.path.name.endswith(PARTIAL):
+        raise UserError(f"run {run.id} has finished: there is nothing to resume")
+    if run.state not in RESUMABLE_STATES:
+        raise UserError(f"run {run.id} is {run.state}: only an interrupted or stopped run can resume")
+    if run.checkpoint is None or not (run.path / CHECKPOINTS / checkpoints.SPLITS).is_dir() or not run.config:
+        raise UserError(f"run {run.id} has no resumable checkpoint (it ended before its first one): "
+                        f"start a new run instead")
+    return run
 
 
 def _stopped(stop: threading.Event | None) -> bool:
@@ -344,16 +419,19 @@ def _stopped(stop: threading.Event | None) -> bool:
 
 
 def train(cfg: TrainConfig, prep: Prepared, log: RunLog, stop: threading.Event | None,
-          num_processes: int = 1) -> Trained:
-    """The model to train, tokenised data, the Trainer, and training itself (until done, early stop or stop)."""
+          num_processes: int = 1, checkpoint: Path | None = None) -> Trained:
+    """The model to train, tokenised data, the Trainer, and training itself (until done, early stop or
+    stop), from `checkpoint` when resuming; resumable checkpoints on a timer and at stop."""
     model = model_to_train(cfg, prep.tokenizer)
     tokenized = data.tokenize(prep.splits, prep.tokenizer, cfg.max_length)
-    trainer = build_trainer(cfg, model, prep.tokenizer, tokenized, log.path / "_checkpoints",
-                            [Progress(log, stop, prep.plan)], num_processes, prep.precision)
+    saver = checkpoints.Checkpoints(cfg.checkpoint_every_minutes * 60, stop, log.checkpoint_saved)
+    trainer = build_trainer(cfg, model, prep.tokenizer, tokenized, log.path / CHECKPOINTS,
+                            [Progress(log, stop, prep.plan), saver, checkpoints.SeededOrder()], num_processes,
+                            prep.precision, resumable=True)
     log({"event": "start", "message": f"training {cfg.base_model} on {len(tokenized['train'])} tweets, "
          f"{cfg.epochs:g} epoch(s), precision {prep.precision}"})
     started = time.monotonic()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return Trained(trainer, tokenized, output.training_loss, time.monotonic() - started)
 
 
@@ -414,6 +492,8 @@ def save(cfg: TrainConfig, trainer: Trainer, log: RunLog, metrics: dict, report:
     (writer.path / "training_args.bin").unlink(missing_ok=True)  # a pickle: not in our run folders
     writer.write_json("metrics.json", metrics)
     (writer.path / "README.md").write_text(model_card(cfg, metrics, report.to_dict(), history))
+    if log.hub:
+        log.hub.close(done=True, timeout=30)  # the Hub's resume branch no longer offers this run
     final = writer.finish(test_accuracy=metrics["test"]["accuracy"])
     log.path = final
     log({"event": "done", "message": f"run {log.run_id} finished", "run_dir": str(final)})

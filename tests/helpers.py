@@ -22,13 +22,15 @@ from finetune.config import TrainConfig
 class FakeHub:
     """Stands in for huggingface_hub.HfApi (its constructor too, so it can be patched in for it): repos and
     files in memory. `calls` records every call in order, `uploads` the arguments of each upload_folder,
-    `files` what is on the "Hub" by (repo_id, path in repo). While `fail` is set (an exception, or a message
+    `files` what is on the "Hub" by (repo_id, path in repo), on a branch other than main by (repo_id, path,
+    branch). While `fail` is set (an exception, or a message
     for a ConnectionError) create_repo raises it, so nothing is uploaded; set it to None and pushing works."""
 
     def __init__(self, fail: Exception | str | None = None, *, token: str | None = None, **kwargs):
         self.fail = ConnectionError(fail) if isinstance(fail, str) else fail
         self.token = token
         self.calls, self.uploads = [], []
+        self.branches: set[tuple[str, str]] = set()
         self.files: dict[tuple[str, str], bytes] = {}
         self._repo_types: dict[tuple[str, str], str | None] = {}
 
@@ -38,20 +40,29 @@ class FakeHub:
             raise self.fail
         return SimpleNamespace(url=f"https://huggingface.co/{repo_id}", repo_id=repo_id)
 
+    def create_branch(self, repo_id, *, branch, **kwargs):
+        self.calls.append(("create_branch", repo_id, branch))
+        self.branches.add((repo_id, branch))
+
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs))
         self.uploads.append(kwargs)
+        repo_id, revision = kwargs["repo_id"], kwargs.get("revision")
         folder, allow = Path(kwargs["folder_path"]), kwargs.get("allow_patterns") or ["*"]
+        if kwargs.get("delete_patterns"):  # files matching them go, unless uploaded again below
+            for key in [k for k in self.files if k[0] == repo_id and _branch(k) == (revision or "main")]:
+                if any(fnmatch.fnmatch(key[1], pattern) for pattern in kwargs["delete_patterns"]):
+                    del self.files[key]
         for path in (p for p in folder.rglob("*") if p.is_file()):
             name = path.relative_to(folder).as_posix()
             if any(fnmatch.fnmatch(name, pattern) for pattern in allow):
-                self._put(kwargs["repo_id"], f"{kwargs.get('path_in_repo') or ''}/{name}".lstrip("/"),
-                          path.read_bytes(), kwargs.get("repo_type"))
+                self._put(repo_id, f"{kwargs.get('path_in_repo') or ''}/{name}".lstrip("/"),
+                          path.read_bytes(), kwargs.get("repo_type"), revision)
         return SimpleNamespace(oid="0123456789abcdef")
 
-    def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type=None, **kwargs):
+    def upload_file(self, *, path_or_fileobj, path_in_repo, repo_id, repo_type=None, revision=None, **kwargs):
         self.calls.append(("upload_file", repo_id, repo_type))
-        self._put(repo_id, path_in_repo, _read(path_or_fileobj), repo_type)
+        self._put(repo_id, path_in_repo, _read(path_or_fileobj), repo_type, revision)
         return SimpleNamespace(oid="0123456789abcdef")
 
     def create_commit(self, repo_id, operations, *, repo_type=None, **kwargs):
@@ -70,9 +81,9 @@ class FakeHub:
             future.set_exception(exc)
         return future
 
-    def hf_hub_download(self, repo_id, filename, *, repo_type=None, local_dir=None, **kwargs):
+    def hf_hub_download(self, repo_id, filename, *, repo_type=None, local_dir=None, revision=None, **kwargs):
         self.calls.append(("hf_hub_download", repo_id, filename))
-        key = (repo_id, filename)
+        key = _key(repo_id, filename, revision)
         if key not in self.files or self._repo_types[key] != repo_type:  # a model repo is not a dataset repo
             raise EntryNotFoundError(f"{filename} not in {repo_type or 'model'} repo {repo_id}")
         out = Path(local_dir) / filename
@@ -80,9 +91,28 @@ class FakeHub:
         out.write_bytes(self.files[key])
         return str(out)
 
-    def _put(self, repo_id: str, path_in_repo: str, body: bytes, repo_type: str | None) -> None:
-        self.files[(repo_id, path_in_repo)] = body
-        self._repo_types[(repo_id, path_in_repo)] = repo_type
+    def snapshot_download(self, repo_id, *, revision=None, local_dir=None, allow_patterns=None, **kwargs):
+        self.calls.append(("snapshot_download", repo_id, revision))
+        for key in [k for k in self.files if k[0] == repo_id and _branch(k) == (revision or "main")]:
+            if any(fnmatch.fnmatch(key[1], pattern) for pattern in allow_patterns or ["*"]):
+                out = Path(local_dir) / key[1]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(self.files[key])
+        return str(local_dir)
+
+    def _put(self, repo_id: str, path_in_repo: str, body: bytes, repo_type: str | None,
+             revision: str | None = None) -> None:
+        key = _key(repo_id, path_in_repo, revision)
+        self.files[key] = body
+        self._repo_types[key] = repo_type
+
+
+def _key(repo_id: str, path: str, revision: str | None) -> tuple:
+    return (repo_id, path) if revision in (None, "main") else (repo_id, path, revision)
+
+
+def _branch(key: tuple) -> str:
+    return key[2] if len(key) > 2 else "main"
 
 
 def _read(path_or_fileobj) -> bytes:

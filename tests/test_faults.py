@@ -65,7 +65,7 @@ def test_stop_in_the_first_epoch_ends_at_the_next_step_and_the_previous_run_keep
     assert max(steps) == 2, f"training went on after the stop: steps {steps}"
     run = runs.Run(result.run_dir)
     assert run.path.name.endswith(runs.PARTIAL) and run.state == "stopped"
-    assert not (run.path / "_checkpoints").exists() and not list(run.path.glob("*.safetensors"))
+    assert run.can_resume and not list(run.path.glob("*.safetensors"))  # a resumable checkpoint, no model
     assert runs.latest(runs_dir).path == previous.path
     assert server.refresh() is False and server.get().source == str(previous.path)
     assert server.get().classify("so happy today")[0].label in ("negative", "neutral", "positive")
@@ -94,7 +94,7 @@ def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_
     marked = runs.mark_interrupted(runs_dir)  # what the app does at start-up
     assert [r.path for r in marked] == [partial]
     assert run.state == "interrupted" and "ended before" in run.status["message"]
-    assert not (partial / "_checkpoints").exists()
+    assert (partial / "_checkpoints").exists()  # kept: the run can resume (tests/test_resume.py)
     assert runs.latest(runs_dir).path == previous.path
     assert ModelServer(runs_dir).get().source == str(previous.path)
     assert runs.mark_interrupted(runs_dir) == []  # idempotent
@@ -345,7 +345,7 @@ def test_kill_9_of_the_app_mid_training_then_a_restart_serves_the_last_complete_
         assert client.predict("what a lovely day", api_name="/classify")["model"] == previous.id
         assert [r.path for r in backend.job.interrupted] == [partial]
     run = runs.Run(partial)
-    assert run.state == "interrupted" and not (partial / "_checkpoints").exists()
+    assert run.state == "interrupted" and (partial / "_checkpoints").exists()  # kept, to resume
     assert runs.latest(runs_dir).path == previous.path
 
 

@@ -41,7 +41,11 @@ def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, run
     assert status["data_report"]["sizes"]["train"] == 120
     assert len(loads) == 1  # the settings check loaded the dataset; the run used what it prepared
     assert status["push"]["state"] == "pushed" and status["push"]["url"].endswith("someone/tweets")
-    assert [(u["repo_id"], u["folder_path"]) for u in hub.uploads] == [("someone/tweets", str(runs_dir / run_id))]
+    runs_pushed = [(u["repo_id"], u["folder_path"]) for u in hub.uploads if u.get("revision") is None]
+    assert runs_pushed == [("someone/tweets", str(runs_dir / run_id))]
+    # the resumable checkpoint went to the repo's resume branch while training, and the branch now says done
+    assert [u["revision"] for u in hub.uploads if u.get("revision")] == ["resume"]
+    assert '"done"' in hub.files[("someone/tweets", "resume.json", "resume")].decode()
     assert [r.run_id for r in done] == [run_id]  # on_done ran (the app switches Classify to it)
     assert runs.latest(runs_dir).id == run_id
     kinds = {e["event"] for e in job.events()}

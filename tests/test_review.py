@@ -28,13 +28,22 @@ def test_flipped_labels_are_found_when_the_features_separate_the_classes():
     assert [s.score for s in found] == sorted(s.score for s in found)  # most doubtful first
 
 
-def test_embeddings_come_from_the_model_and_are_cached(tiny_model, tmp_path):
+def test_embeddings_and_probabilities_come_from_one_pass_of_the_model_and_are_cached(tiny_model, tmp_path):
+    import torch
+
     texts = ["so happy today", "the bus is late", "i hate mondays", "lunch at the office"]
-    first = review.embed(str(tiny_model), texts, tmp_path)
-    assert first.shape == (4, 32) and not np.allclose(first[0], first[1])
-    (cached,) = tmp_path.glob("embeddings-*.npy")
-    np.save(cached, np.zeros_like(first))  # the second call must read the cache, not the model
-    assert np.all(review.embed(str(tiny_model), texts, tmp_path) == 0)
+    torch.manual_seed(0)  # the base model's new classification head: the same in both loads
+    features, probs = review.embed(str(tiny_model), texts, tmp_path)
+    assert features.shape == (4, 32) and not np.allclose(features[0], features[1])
+    assert probs.shape == (4, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    from core.model import load_classifier, load_tokenizer, predict_proba
+    tokenizer = load_tokenizer(str(tiny_model))
+    torch.manual_seed(0)
+    model = load_classifier(str(tiny_model), tokenizer).eval()
+    np.testing.assert_allclose(probs, predict_proba(model, tokenizer, texts, review.EMBED_MAX_TOKENS), atol=1e-5)
+    (cached,) = tmp_path.glob("embeddings-*.npz")
+    np.savez(cached, features=np.zeros_like(features), probs=np.zeros_like(probs))  # the next call reads the cache
+    assert all(np.all(a == 0) for a in review.embed(str(tiny_model), texts, tmp_path))
 
 
 def test_exclusions_are_listed_folded(runs_dir):
@@ -92,10 +101,12 @@ def test_a_runs_backbone_reviews_only_rows_it_did_not_train_on(trained_run, tiny
 
 def test_a_run_as_embedder_averages_in_its_own_probabilities(trained_run, tiny_model, tiny_dataset, runs_dir,
                                                              monkeypatch):
-    seen = []
-    monkeypatch.setattr(review, "run_probs", lambda run, texts: seen.append(len(texts)) or np.full((len(texts), 3), 1 / 3))
     texts, labels = review.training_rows(TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset),
                                                      train_size=0, seed=7))
     texts, labels, _ = review.unseen_by(trained_run, texts, labels)
-    _, summary = review.review(texts, labels, str(trained_run), runs_dir / "_cache")
-    assert seen == [len(texts)] and summary["rows"] == len(texts)
+    features, own = review.embed(str(trained_run), texts, runs_dir / "_cache")
+    cross = np.full((len(texts), 3), 1 / 3)
+    monkeypatch.setattr(review, "out_of_sample_probs", lambda *a, **k: cross)
+    found, summary = review.review(texts, labels, str(trained_run), runs_dir / "_cache")
+    expected = ((cross + own) / 2).argmax(1) == np.asarray(labels)
+    assert summary["rows"] == len(texts) and summary["out_of_fold_accuracy"] == round(float(expected.mean()), 4)

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from core.errors import UserError
-from core.runs import Run, RunWriter, check_writable, latest, list_runs, mark_interrupted, pin, serving
+from core.runs import (Run, RunWriter, check_writable, drop_incomplete_checkpoints, latest,
+                       mark_interrupted, pin, serving)
 
 
 def fake_complete(runs_dir, run_id):
@@ -69,8 +70,24 @@ def test_interrupted_runs_are_marked(runs_dir):
     alive = RunWriter(runs_dir)  # this process: still running
     marked = mark_interrupted(runs_dir)
     assert [r.id for r in marked] == [w.id]
-    assert Run(w.path).state == "interrupted" and not w.checkpoints_dir.exists()
+    assert Run(w.path).state == "interrupted" and w.checkpoints_dir.exists()  # kept: the run can resume
+    assert not Run(w.path).can_resume  # checkpoint-1 is incomplete (no trainer_state.json)
     assert Run(alive.path).state == "running"
+
+
+def test_resumable_checkpoint_is_the_newest_complete_one(runs_dir):
+    w = RunWriter(runs_dir)
+    for step, complete in ((4, True), (8, True), (12, False)):  # 12: a crash mid-save
+        folder = w.checkpoints_dir / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "optimizer.pt").write_bytes(b"x")
+        (folder / "trainer_state.json").write_text('{"global_step": %d}' % step if complete else '{"global_st')
+    w.abandon("stopped")
+    assert Run(w.path).checkpoint.name == "checkpoint-8" and Run(w.path).can_resume
+    drop_incomplete_checkpoints(w.checkpoints_dir)
+    assert sorted(p.name for p in w.checkpoints_dir.iterdir()) == ["checkpoint-4", "checkpoint-8"]
+    again = RunWriter.reopen(w.path)
+    assert again.id == w.id and Run(w.path).state == "running" and Run(w.path).status["pid"] == os.getpid()
 
 
 def test_unwritable_or_full_runs_folder_is_refused_up_front(tmp_path):

@@ -1,6 +1,6 @@
 """The app's two APIs over one Backend.
 
-* The Gradio named API (gradio_client, /gradio_api/...): /classify /train /status /stop /push
+* The Gradio named API (gradio_client, /gradio_api/...): /classify /train /status /stop /resume /push
   /explain /correct (and /classify_file, wired in app.py with its file components).
 * A plain JSON HTTP API on the same FastAPI server, documented at /docs (FastAPI's OpenAPI):
 
@@ -36,7 +36,7 @@ API_EXCLUDED = ("runs_dir",)      # where runs go is the server's business, not 
 
 # --- the Gradio named API -----------------------------------------------------------------------
 def add_gradio_api(backend: Backend) -> None:
-    """/classify, /train, /status, /stop, /push, /explain, /correct: gradio_client drives the app
+    """/classify, /train, /status, /stop, /resume, /push, /explain, /correct: gradio_client drives the app
     through these (inside a gr.Blocks context)."""
 
     def classify(text: str) -> dict:
@@ -52,6 +52,12 @@ def add_gradio_api(backend: Backend) -> None:
     def stop(profile: Optional[gr.OAuthProfile]) -> dict:
         """Stop the running job at its next step; the model that serves keeps serving."""
         return backend.stop(profile)
+
+    def resume(profile: Optional[gr.OAuthProfile], run_id: str = "") -> dict:
+        """Continue an interrupted or stopped run from its last resumable checkpoint, with the settings and
+        data it started with: `run_id`, or (empty) the newest that can resume (/status lists them under
+        `resumable`). → {accepted, message}: refused while a job runs or when the run cannot resume."""
+        return backend.resume(run_id, profile)
 
     def push(profile: Optional[gr.OAuthProfile]) -> dict:
         """Push the last finished run to the Hub repo again (HUB_MODEL_ID), e.g. after a failed push."""
@@ -79,7 +85,7 @@ def add_gradio_api(backend: Backend) -> None:
 
     config_signature(train)
     gr.api(classify, api_name="classify")
-    for fn, name in ((train, "train"), (status, "status"), (stop, "stop"), (push, "push")):
+    for fn, name in ((train, "train"), (status, "status"), (stop, "stop"), (resume, "resume"), (push, "push")):
         gr.api(fn, api_name=name, concurrency_limit=None)
     gr.api(explain_tweet, api_name="explain")
     gr.api(correct, api_name="correct")

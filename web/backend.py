@@ -52,6 +52,9 @@ class Backend:
                                   precision=self.settings.serving_precision, wait_s=MODEL_WAIT_SECONDS,
                                   retry_s=RELOAD_AFTER_SECONDS)
         self.job = TrainingJob(self.runs_dir, on_done=lambda result: self.server.refresh(), hub_api=hub_api)
+        # a Space without persistent storage: an unfinished run comes back from the Hub's resume branch
+        threading.Thread(target=self.job.restore_from_hub, args=(defaults.hub_model_id,), name="restore-run",
+                         daemon=True).start()
         self.server.load_soon()
 
     # --- answering ------------------------------------------------------------------------------
@@ -143,15 +146,20 @@ class Backend:
         return {"accepted": accepted, "message": message}
 
     def stop(self, profile=None) -> dict:
-        if why := self.refused(profile):
-            return {"accepted": False, "message": why}
-        accepted, message = self.job.stop()
-        return {"accepted": accepted, "message": message}
+        return self._as_admin(profile, self.job.stop)
+
+    def resume(self, run_id: str | None = None, profile=None) -> dict:
+        """Continue an interrupted or stopped run (None: the newest that can) from its last checkpoint."""
+        return self._as_admin(profile, lambda: self.job.resume(run_id or None))
 
     def push_again(self, profile=None) -> dict:
+        return self._as_admin(profile, lambda: self.job.push_again(repo_id=self.defaults.hub_model_id))
+
+    def _as_admin(self, profile, action) -> dict:
+        """{accepted, message} of `action()` (→ (accepted, message)), or why this user may not."""
         if why := self.refused(profile):
             return {"accepted": False, "message": why}
-        accepted, message = self.job.push_again(repo_id=self.defaults.hub_model_id)
+        accepted, message = action()
         return {"accepted": accepted, "message": message}
 
     def serve(self, run_id: str | None, profile=None) -> str:

@@ -155,6 +155,17 @@ def stop(backend: Backend, profile) -> dict:
     return {"action_note": _note(backend.stop(profile), "⏹ ")}
 
 
+def resume(backend: Backend, profile) -> dict:
+    """The Train tab's Resume: the newest interrupted or stopped run that can resume."""
+    return {"action_note": _note(backend.resume(None, profile), "⏯ ")}
+
+
+def resume_picked(backend: Backend, profile, run_id) -> dict:
+    """The Runs tab's Resume: the run picked in its list of runs that can resume."""
+    note = _note(backend.resume(run_id, profile), "⏯ ") if run_id else "Pick a run to resume first."
+    return {"serve_note": note, **show_runs(backend)}
+
+
 def push(backend: Backend, profile) -> dict:
     return {"action_note": _note(backend.push_again(profile), "⏳ ")}
 
@@ -162,7 +173,8 @@ def push(backend: Backend, profile) -> dict:
 def live(backend: Backend, seen) -> dict:
     """The Train tab's live view; plots and results only when something changed since this page's last poll."""
     status, events = backend.job.status(), backend.job.events()
-    key = (status.get("run_id"), status["state"], len(events), (status.get("push") or {}).get("state"))
+    key = (status.get("run_id"), status["state"], len(events), (status.get("push") or {}).get("state"),
+           tuple((p["run_id"], p["checkpoint_step"]) for p in status["resumable"]))
     if key == seen:
         return {"progress": views.progress_html(status)}
     loss, val = views.curves(events)
@@ -172,13 +184,16 @@ def live(backend: Backend, seen) -> dict:
             "result_box": gr.Column(visible=bool(metrics or push_result)), "scores": views.before_after(metrics),
             "matrix": views.confusion(metrics), "report": views.data_report_md(status.get("data_report")),
             "pushed": views.push_md(push_result, status.get("hub_model_id") or backend.defaults.hub_model_id),
+            "resume_button": gr.Button(visible=bool(status["resumable"])), "resume_note": views.resume_md(status),
             "seen": key}
 
 
 def show_runs(backend: Backend) -> dict:
-    done = views.finished_runs(backend.runs_dir)
+    done, unfinished = views.finished_runs(backend.runs_dir), views.resumable_runs(backend.job.status())
     return {"table": views.runs_table(backend.runs_dir),
-            "picked": gr.Dropdown(choices=done, value=done[0] if done else None)}
+            "picked": gr.Dropdown(choices=done, value=done[0] if done else None),
+            "resume_box": gr.Row(visible=bool(unfinished)),
+            "resume_pick": gr.Dropdown(choices=unfinished, value=unfinished[0][1] if unfinished else None)}
 
 
 def show_run(backend: Backend, run_id) -> dict:

@@ -76,16 +76,45 @@ def budget_md(cfg) -> str:
     return f"⏱️ {as_text(budget.hint(cfg), 600)}"
 
 
+def resume_md(status: dict) -> str:
+    """How far the newest run that can resume got, and where Resume continues it ("" when none can)."""
+    points = status.get("resumable") or []
+    if not points:
+        return ""
+    p = points[0]
+    got = f" at step {p['step']}/{p['total_steps']}" if p.get("step") and p.get("total_steps") else ""
+    more = f" ({len(points) - 1} more in the Runs tab)" if len(points) > 1 else ""
+    return (f"⏸ Run **{as_text(p['run_id'])}** was {as_text(p['state'])}{got}: **Resume** continues it from its "
+            f"checkpoint at step {p['checkpoint_step']}, with the settings and data it started with{more}.")
+
+
+def resumable_runs(status: dict) -> list[tuple[str, str]]:
+    """(label, run id) for each run that can resume, for a dropdown."""
+    return [(f"{p['run_id']} ({p['state']}, resumes at step {p['checkpoint_step']}/{p.get('total_steps') or '?'})",
+             p["run_id"]) for p in status.get("resumable") or []]
+
+
 def curves(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(loss, validation metrics) as long tables for the plots: step, value, series."""
     loss = [{"step": e["step"], "value": e["loss"], "series": "train loss"} for e in events
             if e.get("event") == "log" and "loss" in e]
     loss += [{"step": e["step"], "value": e["eval_loss"], "series": "validation loss"} for e in events
              if e.get("event") == "eval" and "eval_loss" in e]
+    loss += resume_marks(events, [row for row in loss if row["series"] == "train loss"])
     scores = [{"step": e["step"], "value": e[key], "series": name} for e in events if e.get("event") == "eval"
               for key, name in (("eval_accuracy", "accuracy"), ("eval_f1_macro", "macro-F1")) if key in e]
     columns = ["step", "value", "series"]
     return pd.DataFrame(loss, columns=columns), pd.DataFrame(scores, columns=columns)
+
+
+def resume_marks(events: list[dict], train_loss: list[dict]) -> list[dict]:
+    """A point on the loss curve where a run resumed: at the train loss logged last before that step."""
+    marks = []
+    for e in events:
+        if e.get("event") == "resumed":
+            before = [row["value"] for row in train_loss if row["step"] <= e["step"]]
+            marks.append({"step": e["step"], "value": before[-1] if before else None, "series": "resumed here"})
+    return [m for m in marks if m["value"] is not None]
 
 
 def event_log(events: list[dict], last: int = 200) -> str:
