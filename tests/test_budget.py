@@ -162,3 +162,27 @@ def test_sweep_sizes_its_trials_once_from_the_budget(tiny_config, monkeypatch):
                           {"learning_rate": ["5e-3", "1e-3"]})
     assert len(calls) == 1 and [c.train_size for c in result.configs] == [64, 64]
     assert result.best_config.train_size == 64  # --sweep-train-best trains the size the trials had
+
+
+def test_a_resumed_budget_run_repeats_its_plan_without_measuring(tiny_config, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(budget, "measure", lambda cfg, *args: speed(8.3, cfg.base_model))  # 64 tweets, 8 steps
+    stop = threading.Event()
+
+    def stop_at_4(event):
+        if event["event"] == "progress" and event["step"] >= 4:
+            stop.set()
+    stopped = train.fine_tune(tiny_config(train_size=0, time_budget_s=10, measure_forgetting=False, few_shot_k=0,
+                                          checkpoint_every_minutes=0), on_event=stop_at_4, stop=stop)
+    assert stopped.state == "stopped"
+
+    def no_measure(*args):
+        raise AssertionError("a resumed run keeps its plan")
+    monkeypatch.setattr(budget, "measure", no_measure)
+    resumed = train.resume(stopped.run_dir)
+    run = Run(resumed.run_dir)
+    assert resumed.state == "done" and run.config["train_size"] == 64
+    logs = [e for e in run.history() if e["event"] == "log"]
+    assert [e["step"] for e in logs] == list(range(1, 9))  # the same 8 steps, the same schedule
+    assert [e["learning_rate"] for e in logs] == pytest.approx([5e-3 * (9 - k) / 8 for k in range(1, 9)])
