@@ -62,6 +62,8 @@ class Checkpoints(TrainerCallback):
         due = self.every_s > 0 and time.monotonic() - self._last >= self.every_s
         if stopping or due:
             control.should_save = True
+        if state.global_step >= state.max_steps and not stopping:
+            args.save_only_model = True  # the last save only keeps the best weights: nothing is left to resume
         self._asked = time.monotonic() if control.should_save and not control.should_evaluate else None
 
     def on_save(self, args, state, control, **kwargs):

@@ -67,6 +67,20 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_config, runs_dir):
     assert events[0]["run_id"] == stopped.run_id
 
 
+def test_the_last_step_saves_the_weights_only_a_stop_saves_everything(tmp_path):
+    from types import SimpleNamespace
+    from transformers import TrainerControl
+
+    from finetune.checkpoints import Checkpoints
+
+    for step, stopping, only_model in ((5, False, False), (10, False, True), (10, True, False)):
+        args, stop = SimpleNamespace(save_only_model=False), threading.Event()
+        if stopping:
+            stop.set()
+        Checkpoints(0, stop).on_step_end(args, SimpleNamespace(global_step=step, max_steps=10), TrainerControl())
+        assert args.save_only_model is only_model, (step, stopping)
+
+
 def test_only_interrupted_or_stopped_runs_with_a_checkpoint_resume(runs_dir, trained_run, tmp_path):
     with pytest.raises(UserError, match="not a run folder"):
         train.resume(tmp_path)
