@@ -26,6 +26,7 @@ from core.model import check_source
 from inference.classifier import Classifier
 from inference.serving import ModelServer
 from tests.helpers import FakeHub, serve
+from web.limits import MAX_TRAIN_UPLOAD_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -405,8 +406,11 @@ def test_odd_but_valid_text_is_classified_and_bad_requests_get_one_line_messages
         for name in files:
             path, note = client.predict(handle_file(str(tmp_path / name)), api_name="/classify_file")
             assert path is None and note.startswith("⚠️") and "\n" not in note.strip(), (name, note)
-        too_big = httpx.post(url + "gradio_api/upload",
-                             files={"files": ("big.txt", b"a tweet\n" * 300_000)}, timeout=60)
+        (tmp_path / "big.txt").write_bytes(b"a tweet\n" * 300_000)  # 2.4 MB: over the limit for a file to classify
+        path, note = client.predict(handle_file(str(tmp_path / "big.txt")), api_name="/classify_file")
+        assert path is None and "over 2 MB" in note
+        too_big = httpx.post(url + "gradio_api/upload",  # over the server's limit for any upload (a training file's)
+                             files={"files": ("big.txt", b"a tweet\n" * (MAX_TRAIN_UPLOAD_BYTES // 8 + 1))}, timeout=60)
         assert too_big.status_code == 413 and "maximum allowed size" in too_big.text
 
         assert httpx.get(url + "health").json()["status"] == "ok"  # still up, still serving
