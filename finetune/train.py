@@ -328,13 +328,16 @@ class RunLog:
                          + (f" (steps {step + 1}-{reached} are done again)" if reached > step else "")})
 
     def checkpoint_saved(self, path: Path, seconds: float | None) -> None:
-        """A resumable checkpoint is on disk: say so (with its cost), and copy it to the Hub."""
+        """A checkpoint is on disk: say so (with its cost), and copy a resumable one to the Hub (the last
+        step's holds the weights only: nothing is left to resume)."""
         size = checkpoints.size_mb(path)
         step = int(path.name.rsplit("-", 1)[-1])
         took = f" in {seconds:.1f} s" if seconds is not None else ""
-        self({"event": "checkpoint", "step": step, "size_mb": size, "seconds": seconds,
-              "message": f"resumable checkpoint at step {step}: {size:.0f} MB{took}"})
-        if self.hub:
+        resumable = any(path.glob("optimizer.*"))
+        kind = "resumable checkpoint" if resumable else "checkpoint (weights only, the last step)"
+        self({"event": "checkpoint", "step": step, "size_mb": size, "seconds": seconds, "resumable": resumable,
+              "message": f"{kind} at step {step}: {size:.0f} MB{took}"})
+        if self.hub and resumable:
             self.hub.offer(path)
 
     def history(self) -> list[dict]:

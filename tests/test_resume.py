@@ -201,7 +201,8 @@ def test_a_failing_hub_is_reported_and_never_stops_training(tiny_config):
     from tests.helpers import FakeHub
 
     hub = FakeHub(fail="Name or service not known")
-    result = train.fine_tune(tiny_config(hub_model_id="someone/tweets", measure_forgetting=False), hub_api=hub)
+    result = train.fine_tune(tiny_config(hub_model_id="someone/tweets", measure_forgetting=False, evals_per_epoch=2,
+                                         early_stopping_patience=0), hub_api=hub)  # a checkpoint before the last step
     assert result.state == "done"
     failed = [e for e in Run(result.run_dir).history() if e["event"] == "hub-checkpoint"]
     assert failed and failed[0]["state"] == "failed" and "cannot be reached" in failed[0]["message"]
