@@ -32,7 +32,8 @@ LEVERS = {
     "frozen embeddings": {"freeze_embeddings": "true"},
     "LoRA r=8 (peft)": {"lora": "true"},
 }
-SERVING_LEVERS = ("int8", "bf16")  # Classifier.load precisions weighed against its fp32 default
+# Classifier.load precisions weighed against its default (auto: ONNX Runtime fp32)
+SERVING_LEVERS = ("fp32", "bf16", "onnx-int8", "int8")
 
 
 def parse_args(argv=None):
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     if quick:  # the pipeline runs one tweet at a time: its rate over 200 tweets is its rate over 1,000
         pipe_sizes[3] = 200
     serve["pipeline"] = run_worker("serving", ["pipeline", *common, *pipe_sizes])
-    if levers and args.device == "cpu":  # int8 / bf16 serving: faster here, but do the labels hold?
+    if levers and args.device == "cpu":  # the other serving formats: how fast, and do the labels hold?
         for precision in SERVING_LEVERS:
             say(f"serving lever: {precision}")
             lever_results[f"serving {precision}"] = run_worker(
@@ -162,7 +163,7 @@ def table(r: dict) -> str:
     lines = [f"model {r['model']} on {m['cpu']} ({m['cores_granted']} cores, AMX {'yes' if m['amx'] else 'no'}"
              + (f", {m['gpu']}" if m.get("gpu") else "") + f"), torch {m['torch']}, {r['seconds']:.0f}s"
              + (" (quick)" if r["quick"] else ""),
-             f"matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()), ""]
+             "matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()), ""]
     rows = [("", "baseline", "ours", "ours/baseline", "target", "% of peak", "peak RSS MB")]
 
     def train_row(name, base_case):
