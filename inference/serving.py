@@ -122,11 +122,11 @@ class ModelServer:
             self.load_soon()
         if not self._loaded.wait(self.wait_s if wait_s is None else wait_s):
             raise ModelLoading("the model is still loading: try again in a moment")
-        model = self._model
+        model, error = self._model, self._error  # read before a retry can clear the error
         if model is None:
             if time.monotonic() - self._load_started > self.retry_s:
                 self.load_soon()
-            raise NoModel(self._error or "no model to serve yet")
+            raise NoModel(error or "no model to serve yet")
         return model
 
     def refresh(self) -> bool:
