@@ -36,7 +36,8 @@ LEVERS = {
     "frozen embeddings": {"freeze_embeddings": "true"},
     "LoRA r=8 (peft)": {"lora": "true"},
 }
-SERVING_LEVERS = ("int8", "bf16")  # Classifier.load precisions weighed against its fp32 default
+# Classifier.load precisions weighed against its default (auto: ONNX Runtime fp32)
+SERVING_LEVERS = ("fp32", "bf16", "onnx-int8", "int8")
 
 
 def parse_args(argv=None):
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     if quick:  # the pipeline runs one tweet at a time: its rate over 200 tweets is its rate over 1,000
         pipe_sizes[3] = 200
     serve["pipeline"] = run_worker("serving", ["pipeline", *common, *pipe_sizes])
-    if levers and args.device == "cpu":  # int8 / bf16 serving: faster here, but do the labels hold?
+    if levers and args.device == "cpu":  # the other serving formats: how fast, and do the labels hold?
         for precision in SERVING_LEVERS:
             say(f"serving lever: {precision}")
             lever_results[f"serving {precision}"] = run_worker(

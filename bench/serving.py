@@ -3,8 +3,9 @@
     python -m bench.serving ours|pipeline [--model M] [--precision P] [--latency-tweets N] [--batch-tweets N]
 
 ours      Classifier.load(model) with its defaults (or --precision): length-sorted batches padded per
-          batch, no autograd, int8 / bf16 / fp32; then agreement of its predictions with the fp32
-          model's on test tweets (--agreement-model: a fine-tuned run to check it on instead)
+          batch, no autograd, the serving default (`auto`: ONNX Runtime fp32) or any of
+          SERVING_PRECISIONS; then agreement of its predictions with eager fp32's on test tweets
+          (--agreement-model: a fine-tuned run to check it on instead)
 pipeline  transformers.pipeline("text-classification") on the same fp32 model, its defaults (batch 1)
 
 Latency: the median over single tweets, one call each. Throughput: one call with the whole batch.
@@ -21,6 +22,7 @@ import torch
 from finetune import data
 from finetune.config import TrainConfig
 from core.model import load_classifier, load_tokenizer
+from core.settings import SERVING_PRECISIONS
 from inference.classifier import Classifier
 
 from . import current_rss_mb, default_dataset, default_model, emit, peak_rss_mb
@@ -109,8 +111,8 @@ def main(argv=None) -> None:
     p.add_argument("--model", default=default_model())
     p.add_argument("--dataset", default=default_dataset())
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--precision", default=None, choices=["fp32", "bf16", "int8"],
-                   help="ours: the number format (default: Classifier.load's, fp32; bf16 on a GPU)")
+    p.add_argument("--precision", default=None, choices=SERVING_PRECISIONS,
+                   help="ours: the number format and runtime (default: Classifier.load's, auto; bf16 on a GPU)")
     p.add_argument("--latency-tweets", type=int, default=50)
     p.add_argument("--batch-tweets", type=int, default=1000)
     p.add_argument("--agreement-tweets", type=int, default=1000)

@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from core.settings import Settings, quiet_libraries
+from core.settings import SERVING_PRECISIONS, Settings, quiet_libraries
 
 
 def parse_args(argv=None):
@@ -21,8 +21,9 @@ def parse_args(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object per tweet")
     p.add_argument("--explain", action="store_true",
                    help="also show the words that drove each label (word occlusion) and the span that carries it")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
-                   help="number format; int8 and bf16 can be faster but change some labels (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=SERVING_PRECISIONS,
+                   help="number format and runtime; auto: the fastest that keeps fp32's labels on this machine "
+                        "(ONNX Runtime fp32); the int8 ones change labels (default: %(default)s)")
     return p.parse_args(argv)
 
 

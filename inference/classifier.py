@@ -8,6 +8,7 @@ from several threads. Empty text is an `InputError`; text past the max length is
 """
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from dataclasses import asdict, dataclass
@@ -21,11 +22,13 @@ from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
 from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, load_classifier, load_tokenizer, predict_proba,
-                        set_threads, shared_start_logits)
+                        resolve_serving_precision, set_threads, shared_start_logits)
+from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
+log = logging.getLogger(__name__)
+
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
-PRECISIONS = ("fp32", "bf16", "int8")  # int8 / bf16: faster on some CPUs, but see README "Speed"
 
 
 class InputError(UserError, ValueError):
@@ -95,7 +98,7 @@ class Classifier(SentimentModel):
     """A fine-tuned sequence classifier: a run folder or a Hub repo (safetensors only)."""
 
     kind = "fine-tuned"
-    precision = "fp32"      # what Classifier.load resolved: fp32 | bf16 | int8
+    precision = "fp32"      # what Classifier.load resolved: one of SERVING_PRECISIONS but auto
     pack_variants = True    # False: classify_variants pads one row per variant (the slower reference)
 
     def __init__(self, model, tokenizer, name: str, source: str, max_length: int = MAX_LENGTH,
@@ -106,8 +109,11 @@ class Classifier(SentimentModel):
         self.max_length, self.batch_size = max_length, batch_size
 
     @classmethod
-    def load(cls, source: str | Path, precision: str = "fp32", revision: str | None = None,
+    def load(cls, source: str | Path, precision: str = "auto", revision: str | None = None,
              threads: int = 0) -> "Classifier":
+        """precision: auto (the fastest format that keeps fp32's labels on this machine, see
+        `resolve_serving_precision`), fp32 / bf16 (eager torch), int8 (torch dynamic quantisation: changes
+        labels), onnx-fp32 / onnx-int8 (ONNX Runtime, exported once and cached beside the weights)."""
         source = str(source)
         path = Path(source).expanduser()
         if (path / "status.json").exists():  # a run folder: only a complete one may serve
@@ -122,14 +128,21 @@ class Classifier(SentimentModel):
         else:  # a Hub repo: pin the commit it is at now, so that the name says exactly what serves
             revision = revision or _hub_revision(source)
             name = f"{source}@{(revision or 'main')[:8]}"
-        if precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}")
-        set_threads(threads)
+        if precision not in SERVING_PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}")
+        precision = resolve_serving_precision(precision)
+        threads = set_threads(threads)
         tokenizer = load_tokenizer(source, revision=revision)
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        model = load_classifier(source, tokenizer, revision=revision, dtype=dtype)
-        if precision == "int8":
-            quantize_int8(model)
+
+        def load_torch(dtype=torch.float32):
+            return load_classifier(source, tokenizer, revision=revision, dtype=dtype)
+
+        if precision.startswith("onnx-"):  # the torch model is loaded only to export it
+            model, precision = _onnx_or_eager(load_torch, tokenizer, source, precision, revision, threads)
+        else:
+            model = load_torch(torch.bfloat16 if precision == "bf16" else torch.float32)
+            if precision == "int8":
+                quantize_int8(model)
         clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))
         clf.precision = precision
         return clf
@@ -196,6 +209,22 @@ class FewShot(SentimentModel):
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.clf.predict_proba(texts)
+
+
+def _onnx_or_eager(load_torch, tokenizer, source: str, precision: str, revision: str | None, threads: int):
+    """(the ONNX Runtime stand-in for the model, precision), or (the eager model, "fp32") with a logged
+    reason when it cannot be exported or run. Weights that cannot load at all stay a UserError."""
+    from .onnx_backend import onnx_model
+
+    try:
+        return onnx_model(load_torch, tokenizer, source, precision, revision, threads), precision
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the exporter or the runtime: serve eager
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        log.warning("cannot serve %s through ONNX Runtime (%s: %s); serving it in eager fp32",
+                    source, type(exc).__name__, reason)
+        return load_torch(), "fp32"
 
 
 def _trained_max_length(path: Path) -> int:

@@ -79,8 +79,8 @@ class ModelServer:
     def __init__(self, runs_dir: str | Path, hub_model_id: str = "", base_model: str = "",
                  precision: str = "", wait_s: float = 30.0, retry_s: float = 60.0):
         self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
-        # fp32 unless SERVING_PRECISION says bf16 or int8 (README "Speed": faster, but labels can change)
-        self.precision = precision or Settings.from_env().serving_precision or "fp32"
+        # auto (the fastest format that keeps fp32's labels here) unless SERVING_PRECISION names one
+        self.precision = precision or Settings.from_env().serving_precision or "auto"
         self.wait_s, self.retry_s = wait_s, retry_s
         self._model: SentimentModel | None = None
         self._error = ""
@@ -122,11 +122,11 @@ class ModelServer:
             self.load_soon()
         if not self._loaded.wait(self.wait_s if wait_s is None else wait_s):
             raise ModelLoading("the model is still loading: try again in a moment")
-        model = self._model
+        model, error = self._model, self._error  # read before a retry can clear the error
         if model is None:
             if time.monotonic() - self._load_started > self.retry_s:
                 self.load_soon()
-            raise NoModel(self._error or "no model to serve yet")
+            raise NoModel(error or "no model to serve yet")
         return model
 
     def refresh(self) -> bool:

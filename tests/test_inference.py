@@ -77,12 +77,14 @@ def test_server_serves_latest_and_switches_without_failing_requests(trained_run,
     assert first.kind == "few-shot" and first.classify("i love it")[0].label
     target = runs_dir / "20990101-000000-beef"
     shutil.copytree(trained_run, target)
-    stop, errors = threading.Event(), []
+    stop, errors, served = threading.Event(), [], []
 
     def hammer():
         while not stop.is_set():
             try:
-                server.get().classify("love this")
+                model = server.get()
+                model.classify("love this")
+                served.append(model.name)
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -94,6 +96,7 @@ def test_server_serves_latest_and_switches_without_failing_requests(trained_run,
     for t in threads:
         t.join()
     assert not errors
+    assert first.name in served  # the old model answered while the new run was loaded (and exported)
     assert server.get().name == "20990101-000000-beef" and server.refresh() is False
 
 

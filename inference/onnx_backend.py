@@ -1,0 +1,148 @@
+"""Serving through ONNX Runtime: a classifier exported once to ONNX and, for `onnx-int8`, its matrix
+products quantised to int8, cached and reused until the weights change.
+
+    model = onnx_model(load_torch, tokenizer, source, "onnx-int8")   # stands in for the torch model
+
+The cache file is named by a hash of the weights (every *.safetensors of the folder), the precision and
+FORMAT, so a run whose weights change is exported again and a stale file is never served. It lies in
+the run folder (`<run>/serving/`, which the Hub push leaves out) or, for anything else (a Hub
+snapshot, a model folder, a run folder that cannot be written), under CACHE_DIR. A new run's first load pays the export (seconds for a
+gpt2-size model); later loads read the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1               # bump when the export or the quantisation changes: older cache files are rebuilt
+CACHE_DIR = Path.home() / ".cache" / "tweet-sentiment" / "onnx"
+SERVING_DIR = "serving"  # inside a run folder
+OPSET = 17
+
+
+class OrtModel:
+    """An ONNX Runtime session in the torch model's place for `core.model.predict_proba`:
+    `model(input_ids=…, attention_mask=…).logits` and `model.device`."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, session, path: Path):
+        self.session, self.path = session, path
+
+    def eval(self) -> "OrtModel":
+        return self
+
+    def __call__(self, input_ids, attention_mask, **_):
+        feed = {"input_ids": input_ids.numpy().astype(np.int64),
+                "attention_mask": attention_mask.numpy().astype(np.int64)}
+        return SimpleNamespace(logits=torch.from_numpy(self.session.run(["logits"], feed)[0]))
+
+
+def onnx_model(load_torch, tokenizer, source: str, precision: str, revision: str | None = None,
+               threads: int = 1) -> OrtModel:
+    """The ONNX Runtime stand-in for the classifier `load_torch()` loads (in fp32), from the cache, or
+    exported now (only then is the torch model loaded)."""
+    import onnxruntime as ort
+
+    path = cached_export(load_torch, tokenizer, source, precision, revision)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # no busy-waiting between requests: the app trains in the same process and needs the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return OrtModel(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), path)
+
+
+def cached_export(load_torch, tokenizer, source: str, precision: str, revision: str | None = None) -> Path:
+    key = weights_key(source, revision, precision)
+    path = cache_dir(source) / f"{precision}-{key}.onnx"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # a crash half-way leaves no file to trust
+        exported = Path(tmp) / "fp32.onnx"
+        export(load_torch(), tokenizer, exported)
+        if precision == "onnx-int8":
+            quantized = Path(tmp) / "int8.onnx"
+            quantize(exported, quantized)
+            exported = quantized
+        for old in path.parent.glob(f"{precision}-*.onnx"):  # the same precision of older weights
+            old.unlink()
+        os.replace(exported, path)
+    log.info("exported %s to %s", source, path)
+    return path
+
+
+def weights_key(source: str, revision: str | None, precision: str) -> str:
+    """A hash of the weight files' bytes, the precision and FORMAT."""
+    digest = hashlib.sha256(f"{FORMAT}|{precision}".encode())
+    for file in weight_files(source, revision):
+        with open(file, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
+def weight_files(source: str, revision: str | None) -> list[Path]:
+    folder = Path(source).expanduser()
+    if not folder.is_dir():  # a Hub repo: the snapshot that loading just downloaded
+        from huggingface_hub import snapshot_download
+        folder = Path(snapshot_download(source, revision=revision, allow_patterns=["*.safetensors"]))
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {folder}")
+    return files
+
+
+def cache_dir(source: str) -> Path:
+    """`<run>/serving/` for a run folder the app may write; CACHE_DIR for anything else (a Hub
+    snapshot, someone's model folder), one subfolder per source."""
+    folder = Path(source).expanduser()
+    if (folder / "status.json").is_file() and os.access(folder, os.W_OK):
+        return folder / SERVING_DIR
+    return CACHE_DIR / hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def export(model, tokenizer, path: Path) -> None:
+    """The classifier as an ONNX graph of (input_ids, attention_mask) → logits, batch and length dynamic
+    (traced on a padded batch of two, as `predict_proba` feeds it)."""
+    import warnings
+
+    sample = tokenizer(["a short tweet to trace the graph", "hi"], padding=True, return_tensors="pt")
+    axes = {"batch": 0, "tokens": 1}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python branches it bakes in
+        torch.onnx.export(_Logits(model.eval()), (sample["input_ids"], sample["attention_mask"]), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {v: k for k, v in axes.items()},
+                                        "attention_mask": {v: k for k, v in axes.items()}, "logits": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+
+
+def quantize(src: Path, dest: Path) -> None:
+    """Int8 weights, one scale per output channel, activations quantised per tensor on the fly
+    (ONNX Runtime's dynamic quantisation), for the matrix products with constant weights. Fast, but on
+    a fine-tuned smollm2-135m it changed 18% of the labels (6% with down_proj kept in fp32; 8-bit
+    blockwise weights with int8 activations per block of 32 kept 99.3% but ran slower than fp32), so
+    it is an explicit choice, not the default (RESULTS.md "Speed")."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dest, weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"MatMulConstBOnly": True})
