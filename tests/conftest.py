@@ -18,6 +18,14 @@ os.environ.pop("HF_TOKEN", None)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_amx_session():
+    """The same for the runs that session and module fixtures train (autouse: set up before them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("core.model.cpu_has_amx", lambda: False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def no_amx(monkeypatch):
     """One answer on every CPU: no AMX, so precision "auto" is fp32, unless a test patches it to True."""

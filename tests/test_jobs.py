@@ -28,7 +28,9 @@ def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, run
     job = TrainingJob(runs_dir, on_done=done.append, hub_api=hub)
     assert job.status()["state"] == "idle"
 
-    accepted, message = job.start(tiny_config(hub_model_id="someone/tweets"))
+    # two validations: the first one's checkpoint is resumable (the last step's holds the weights only)
+    accepted, message = job.start(tiny_config(hub_model_id="someone/tweets", evals_per_epoch=2,
+                                              early_stopping_patience=0))
     assert accepted, message
     again, why = job.start(tiny_config())
     assert not again and "already running" in why  # refused, not queued

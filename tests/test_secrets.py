@@ -55,7 +55,8 @@ def test_train_and_push_with_a_failing_hub_never_shows_the_token(token, leaky_hu
                                                                  runs_dir, capsys, caplog):
     argv = ["--base-model", str(tiny_model), "--dataset", str(tiny_dataset), "--train-size", "60",
             "--test-size", "30", "--epochs", "1", "--batch-size", "8", "--max-length", "32",
-            "--few-shot-k", "0", "--no-measure-forgetting", "--runs-dir", str(runs_dir),
+            "--few-shot-k", "0", "--no-measure-forgetting", "--runs-dir", str(runs_dir), "--evals-per-epoch", "2",
+            "--early-stopping-patience", "0",  # a resumable checkpoint before the last step, for the Hub's branch
             "--push-to-hub", "someone/tweet-sentiment"]
     with caplog.at_level(logging.DEBUG):
         code = cli.main(argv)
