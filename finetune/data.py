@@ -116,10 +116,12 @@ def load_raw(dataset: str) -> DatasetDict:
     return raw
 
 
-def load_splits(dataset: str, seed: int = 42, label_column: str = "label") -> DatasetDict:
-    """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub. A single file's
-    test split is held out of it, seeded and stratified by its label column (`label_column` or guessed)."""
-    raw = load_raw(dataset)
+def load_splits(dataset: str, seed: int = 42, label_column: str = "label",
+                raw: DatasetDict | None = None) -> DatasetDict:
+    """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub (or `raw`, what
+    `load_raw(dataset)` gave). A single file's test split is held out of it, seeded and stratified by its
+    label column (`label_column` or guessed)."""
+    raw = raw if raw is not None else load_raw(dataset)
     if "test" not in raw:  # a single file: carve a test split out of it, reproducibly
         train, test = _hold_out(raw["train"], dataset, seed, label_column)
         raw = DatasetDict(train=train, test=test)
@@ -320,9 +322,10 @@ class Cleaned:
 
 
 def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None, excluded: set[str] | None = None,
-          suspected: set[str] | None = None) -> Cleaned:
-    """Load and clean per the config: every step of `prepare` but the split."""
-    raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column)
+          suspected: set[str] | None = None, raw: DatasetDict | None = None) -> Cleaned:
+    """Load (unless `raw`, the dataset's files as `load_raw` read them, is given) and clean per the
+    config: every step of `prepare` but the split."""
+    raw = load_splits(cfg.dataset, cfg.seed, cfg.label_column, raw)
     report = DataReport(dataset=cfg.dataset, rows_in={s: len(raw[s]) for s in ("train", "test")})
     bad_labels: list = []
     train_cols, test_cols = (_rows(raw[s], cfg.text_column, cfg.label_column) for s in ("train", "test"))
@@ -393,9 +396,9 @@ def preview(dataset: str, text_column: str = TrainConfig.text_column, label_colu
     values = [v for split in raw.values() for v in split[label]]
     to_id = label_mapper(values, label)
     balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
-    _, report = prepare(TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0,
-                                    drop_near_duplicates=drop_near_duplicates,
-                                    test_size=0, seed=seed), excluded=excluded)
+    cfg = TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0, test_size=0, seed=seed,
+                      drop_near_duplicates=drop_near_duplicates)
+    _, report = split(cfg, clean(cfg, excluded=excluded, raw=raw))  # the files read once
     path = Path(dataset).expanduser()
     text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")
     head = first.select(range(min(rows, len(first)))).to_list()
