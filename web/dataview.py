@@ -81,14 +81,19 @@ def suspect_choices(runs_dir: Path) -> list[tuple[str, str]]:
             for i, s in enumerate(exclusions.open_suspects(runs_dir)[:SUSPECTS_SHOWN])]
 
 
+def open_suspect(runs_dir: Path, text: str) -> dict | None:
+    """The open suspect whose tweet is `text`, or None (never listed, or decided meanwhile)."""
+    return next((s for s in exclusions.open_suspects(runs_dir) if s["text"] == text), None)
+
+
 def suggested(runs_dir: Path, text: str) -> str | None:
-    return next((s.get("suggested") for s in exclusions.open_suspects(runs_dir) if s["text"] == text), None)
+    return (open_suspect(runs_dir, text) or {}).get("suggested")
 
 
 def decide(backend: Backend, text: str, action: str, label: str | None = None) -> str:
     """A person's decision on one suspect: "keep" its label, "relabel" it as `label` (a correction: the next
     retrain trains it so) or "exclude" it from training. → what happens next, in words."""
-    suspect = next((s for s in exclusions.open_suspects(backend.runs_dir) if s["text"] == text), None)
+    suspect = open_suspect(backend.runs_dir, text)
     if suspect is None:
         raise UserError("pick a tweet from the list first (it may have been decided already)")
     if action == "relabel":
