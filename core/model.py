@@ -4,6 +4,7 @@ through here, so every model gets the same fixes and the same one-line errors.""
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,11 +34,18 @@ def check_source(name: str) -> None:
         raise UserError(f"model path {name} does not exist")
 
 
+# transformers' loading patches process-wide state while it builds a model (the meta device, torch.linspace,
+# the init functions), so two loads at once, or a load beside another thread's training, can leave
+# parameters on the meta device: every load in this process takes this lock (the app loads in the background)
+LOADS = threading.RLock()
+
+
 @contextmanager
 def _loading(what: str, name: str):
-    """Turn the Hub libraries' many exceptions into one line that says what to do."""
+    """One load at a time (LOADS); the Hub libraries' many exceptions as one line that says what to do."""
     try:
-        yield
+        with LOADS:
+            yield
     except UserError:
         raise
     except Exception as exc:
