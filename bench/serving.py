@@ -82,7 +82,7 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
     elif case == "pipeline":
         from transformers import pipeline
         tokenizer = load_tokenizer(model_path)
-        model = load_classifier(model_path, tokenizer)
+        model = load_classifier(model_path, tokenizer, fast_kernels=False)  # transformers' own kernels
         pipe = pipeline("text-classification", model=model, tokenizer=tokenizer,
                         device=0 if device == "cuda" else -1)
         result = {"case": case, "precision": "fp32", "threads": torch.get_num_threads(),

@@ -66,16 +66,36 @@ def load_tokenizer(name: str, revision: str | None = None):
     return tokenizer
 
 
-def load_classifier(name: str, tokenizer, revision: str | None = None, dtype=torch.float32):
+# the same function in fewer kernels: gpt2's gelu_new is the tanh form of GELU written op by op (5 kernels
+# forward, 8 backward), which torch has as one (RESULTS.md "Training levers")
+FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
+def attention_kernel() -> str | None:
+    """The attention implementation to build models with: on the CPU "eager" (plain matmul + softmax), which
+    on tweets (tens of tokens) beats SDPA's flash kernel, whose backward took 17% of a gpt2 training step;
+    on a GPU, None (transformers' default, SDPA)."""
+    return None if torch.cuda.is_available() else "eager"
+
+
+def load_classifier(name: str, tokenizer, revision: str | None = None, dtype=torch.float32, fast_kernels: bool = True):
     """A 3-label sequence classifier with labels written into its config and pad_token_id set (the fix
-    the recipe lacked: without it a padded batch classifies the wrong token or fails)."""
-    from transformers import AutoModelForSequenceClassification
+    the recipe lacked: without it a padded batch classifies the wrong token or fails), built with the
+    fastest kernels that compute the same function here (`FUSED_ACTIVATIONS`, `attention_kernel`;
+    `fast_kernels=False`: transformers' defaults, as the benchmarks' baselines use them)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     check_source(name)
     with _loading("model", name):
+        config = AutoConfig.from_pretrained(name, revision=revision, num_labels=len(LABELS),
+                                            id2label=dict(enumerate(LABELS)),
+                                            label2id={l: i for i, l in enumerate(LABELS)})
+        activation = getattr(config, "activation_function", None)
+        if fast_kernels and activation in FUSED_ACTIVATIONS:
+            config.activation_function = FUSED_ACTIVATIONS[activation]
         model = AutoModelForSequenceClassification.from_pretrained(
-            name, revision=revision, num_labels=len(LABELS), use_safetensors=True, dtype=dtype,
-            id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+            name, revision=revision, config=config, use_safetensors=True, dtype=dtype,
+            attn_implementation=attention_kernel() if fast_kernels else None)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -229,13 +249,18 @@ def resolve_precision(precision: str) -> str:
 
 
 def resolve_serving_precision(precision: str = "auto") -> str:
-    """`auto` → the fastest serving format that kept fp32's labels (RESULTS.md "Speed"): ONNX Runtime in
-    fp32 when onnxruntime is installed (the same labels on 1,000 test tweets of a fine-tuned run, 1.7x
-    eager fp32 for one tweet on an AMX CPU), else eager fp32. Every int8 format measured changed labels
-    (dynamic: 18%, dynamic with down_proj in fp32: 6%) or was slower (8-bit blockwise weights). The
-    classifier serves on the CPU, also on a machine with a GPU. Anything but auto is returned as it is."""
+    """`auto` → the fastest serving format that kept fp32's labels here (RESULTS.md "Speed"):
+    - a CPU with AMX: eager bf16 (99.7% of a fine-tuned smollm2's labels on 1,000 test tweets; one tweet
+      about as fast as ONNX Runtime fp32, a batch 2.7x; and no export before a new run can serve);
+    - else ONNX Runtime in fp32 when onnxruntime is installed (the same labels; 1.7x eager fp32 for one
+      tweet), else eager fp32.
+    Every int8 format measured changed labels (dynamic: 18%, dynamic with down_proj in fp32: 6%) or was
+    slower (8-bit blockwise weights in ONNX Runtime, torchao's int8 weights). The classifier serves on
+    the CPU, also on a machine with a GPU. Anything but auto is returned as it is."""
     import importlib.util
 
     if precision != "auto":
         return precision
+    if cpu_has_amx():
+        return "bf16"
     return "onnx-fp32" if importlib.util.find_spec("onnxruntime") is not None else "fp32"
