@@ -32,12 +32,14 @@ LEVERS = {
     "bf16 autocast": {"precision": "bf16"},
     "fp32 (no autocast)": {"precision": "fp32"},
     "random batches (no length grouping)": {"group_by_length": "false"},
-    "batch 32": {"batch_size": "32"},
+    "batch 16 (the default before 2026-12-02)": {"batch_size": "16"},
+    "batch 128": {"batch_size": "128"},
     "frozen embeddings": {"freeze_embeddings": "true"},
+    "lowest 6 of 12 blocks frozen": {"freeze_layers": "6"},
     "LoRA r=8 (peft)": {"lora": "true"},
 }
-# Classifier.load precisions weighed against its default (auto: ONNX Runtime fp32)
-SERVING_LEVERS = ("fp32", "bf16", "onnx-int8", "int8")
+# Classifier.load precisions weighed against its default (auto: bf16 with AMX, else ONNX Runtime fp32)
+SERVING_LEVERS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "int8")
 
 
 def parse_args(argv=None):
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
         pipe_sizes[3] = 200
     serve["pipeline"] = run_worker("serving", ["pipeline", *common, *pipe_sizes])
     if levers and args.device == "cpu":  # the other serving formats: how fast, and do the labels hold?
-        for precision in SERVING_LEVERS:
+        for precision in (p for p in SERVING_LEVERS if p != serve["ours"]["precision"]):
             say(f"serving lever: {precision}")
             lever_results[f"serving {precision}"] = run_worker(
                 "serving", ["ours", *common, "--precision", precision, "--latency-tweets", 20,

@@ -171,21 +171,26 @@ def make_plan(cfg: TrainConfig, speed: Throughput, max_train: int, extra: int = 
 
 def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision: str,
             num_processes: int = 1) -> Throughput:
-    """Train a throwaway copy of the run's model a few steps on the run's own tweets, batch shapes and
+    """Train a throwaway copy of the run's model a few steps on the run's own tweets, batch size and
     precision; time the steps after the warm-up. Tokens per second over the data's mean tokens per tweet
-    gives tweets per second (the timed batches are not of average length)."""
+    gives tweets per second (the timed batches are not of average length). The sample's batches are
+    of one length each, as a run's length-grouped batches nearly are (a run's pool is large enough for
+    its sampler to find tweets of one length; a few batches' worth is not)."""
     from .train import build_trainer, model_to_train  # train imports this module
 
     per_step = cfg.batch_size * cfg.grad_accum * num_processes
     sample = list(itertools.islice(itertools.cycle(rows), per_step * (WARMUP_STEPS + TIMED_STEPS)))  # few: again
     trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0)
     tokenized = _tokenize(sample, tokenizer, cfg.max_length)
+    by_length = sorted(range(len(sample)), key=tokenized["train"]["length"].__getitem__)
+    tokenized["train"] = tokenized["train"].select(by_length)  # taken in order: batches of one length
     lengths = tokenizer([t for t, _ in rows[:MEAN_TOKENS_SAMPLE]], truncation=True,
                         max_length=cfg.max_length)["input_ids"]
     model = model_to_train(trial, tokenizer)
     timer = StepTimer(model, WARMUP_STEPS, "cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="budget-") as out:
         trainer = build_trainer(trial, model, tokenizer, tokenized, Path(out), [timer], num_processes, precision)
+        trainer.args.train_sampling_strategy = "sequential"
         trainer.train()
     figures = timer.figures(sum(map(len, lengths)) / len(lengths))
     del trainer, model

@@ -65,8 +65,8 @@ class Progress(TrainerCallback):
     Events (dicts): {"event": "progress", step, total_steps, epoch, eta_s, elapsed_s[, budget_s]}
                     {"event": "log", step, epoch, loss, learning_rate, ...}
                     {"event": "eval", step, epoch, eval_loss, eval_accuracy, eval_f1_macro, ...}
-    With a time budget's `plan`, events carry budget_s and the ETA is what the plan has left (from the
-    steps done only once the run is past its plan).
+    With a time budget's `plan`, events carry budget_s and the ETA is what the plan has left, or what the
+    steps done say when that is sooner (and once the run is past its plan).
     """
 
     def __init__(self, emit: Listener, stop: threading.Event | None = None, plan: budget.Plan | None = None):
@@ -78,8 +78,8 @@ class Progress(TrainerCallback):
         step, total = state.global_step, state.max_steps
         done = step - self.first_step  # a resumed run: the steps of this process
         eta = elapsed / done * (total - step) if done > 0 else None
-        if self.plan is not None and elapsed < self.plan.planned_s:
-            eta = self.plan.planned_s - elapsed
+        if self.plan is not None and elapsed < self.plan.planned_s:  # what the plan has left, at most
+            eta = self.plan.planned_s - elapsed if eta is None else min(eta, self.plan.planned_s - elapsed)
         base = {"step": step, "total_steps": total, "epoch": round(state.epoch or 0.0, 4),
                 "elapsed_s": round(elapsed, 2), "eta_s": None if eta is None else round(eta, 1)}
         return {**base, "budget_s": self.plan.time_budget_s} if self.plan is not None else base
@@ -155,6 +155,8 @@ def model_to_train(cfg: TrainConfig, tokenizer):
     model = load_classifier(cfg.base_model, tokenizer)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    if cfg.freeze_layers:
+        freeze_lowest(model, cfg.freeze_layers)
     if not cfg.lora:
         return model
     targets = [m.strip() for m in cfg.lora_target_modules.split(",") if m.strip()]
@@ -167,6 +169,30 @@ def model_to_train(cfg: TrainConfig, tokenizer):
     except ValueError as exc:
         raise UserError(f"LoRA cannot wrap {cfg.base_model}: {str(exc).splitlines()[0]}; set "
                         f"--lora-target-modules to names of its linear layers (or 'all-linear')") from None
+
+
+def transformer_blocks(model) -> torch.nn.ModuleList:
+    """The model's stack of transformer blocks (gpt2's `h`, llama's `layers`, …): the ModuleList in its
+    body as long as its config's layer count."""
+    count = model.config.num_hidden_layers
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise UserError(f"freeze_layers: cannot find the {count} transformer blocks of {type(model).__name__}; "
+                    f"set freeze_layers to 0")
+
+
+def freeze_lowest(model, n: int) -> None:
+    """Fix the embeddings (token and position) and the lowest `n` blocks: autograd then records nothing
+    below block n, so they cost one forward pass per step."""
+    blocks = transformer_blocks(model)
+    if n >= len(blocks):
+        raise UserError(f"freeze_layers must be below the model's {len(blocks)} blocks, got {n}")
+    for module in model.base_model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            module.requires_grad_(False)
+    for block in blocks[:n]:
+        block.requires_grad_(False)
 
 
 def merge_lora(trainer: Trainer) -> None:

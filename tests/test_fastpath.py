@@ -6,7 +6,9 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding, Trainer
 
+from core.errors import UserError
 from finetune import data, train
+from finetune.config import ConfigError
 from core.model import cpu_has_amx, granted_cores, load_classifier, load_tokenizer, resolve_precision
 from inference import ModelServer
 from inference.classifier import Classifier, conv1d_to_linear
@@ -198,3 +200,26 @@ def test_bench_fewshot_times_packed_and_padded_prompts_alike(tiny_model, tiny_da
     assert out["padded_s"] == pytest.approx(0.3) and out["packed_s"] == pytest.approx(0.1)  # warm-up not timed
     assert out["speedup"] == 3.0  # padded over packed: above 1 when packing pays
     assert out["same_label"] == 1.0 and out["max_abs_diff"] < 1e-4  # the same maths, faster
+
+
+def test_frozen_lowest_blocks_stay_unchanged(tiny_config, tiny_model):
+    """freeze_layers=1: the embeddings and block 0 keep the base weights; block 1 and the head train."""
+    from safetensors.torch import load_file
+
+    result = train.fine_tune(tiny_config(freeze_layers=1, few_shot_k=0, measure_forgetting=False))
+    assert result.state == "done"
+    base = load_classifier(str(tiny_model), load_tokenizer(str(tiny_model))).state_dict()
+    trained = load_file(result.run_dir / "model.safetensors")
+    unchanged = {name: torch.equal(trained[name], base[name]) for name in
+                 ("transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.mlp.c_fc.weight",
+                  "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_fc.weight", "score.weight")}
+    assert unchanged == {"transformer.wte.weight": True, "transformer.wpe.weight": True,
+                         "transformer.h.0.mlp.c_fc.weight": True, "transformer.h.0.attn.c_attn.weight": True,
+                         "transformer.h.1.mlp.c_fc.weight": False, "score.weight": False}
+
+
+def test_freeze_layers_is_checked(tiny_config):
+    with pytest.raises(UserError, match="below the model's 2 blocks"):
+        train.model_to_train(tiny_config(freeze_layers=2), load_tokenizer(tiny_config().base_model))
+    with pytest.raises(ConfigError, match="LoRA already keeps"):
+        tiny_config(freeze_layers=1, lora=True).validate()

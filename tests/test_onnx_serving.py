@@ -86,13 +86,13 @@ def test_unwritable_folder_exports_to_the_cache_dir(run, tmp_path, monkeypatch):
     assert clf.model.path.parent.parent == tmp_path / "cache" and exports(run) == []
 
 
-def test_auto_is_onnx_fp32_on_any_cpu_and_settings_switch_it(trained_run, runs_dir, monkeypatch):
+def test_auto_is_bf16_with_amx_else_onnx_fp32_and_settings_switch_it(trained_run, runs_dir, monkeypatch):
     for amx in (False, True):  # measured: the int8 formats change labels or are slower, with AMX or without
         with monkeypatch.context() as m:
             m.setattr("core.model.cpu_has_amx", lambda: amx)
-            assert resolve_serving_precision("auto") == "onnx-fp32"
+            assert resolve_serving_precision("auto") == ("bf16" if amx else "onnx-fp32")
             m.setattr("importlib.util.find_spec", lambda name: None)  # no onnxruntime installed
-            assert resolve_serving_precision("auto") == "fp32"
+            assert resolve_serving_precision("auto") == ("bf16" if amx else "fp32")
             assert resolve_serving_precision("onnx-int8") == "onnx-int8"
 
     shutil.copytree(trained_run, runs_dir / trained_run.name)
