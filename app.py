@@ -29,7 +29,7 @@ from finetune.config import TrainConfig, field_type, parse_size
 from web import dataview, handlers, views
 from web.api import add_gradio_api, json_api
 from web.backend import Backend
-from web.limits import (CONCURRENCY, MAX_BATCH_ROWS, MAX_TRAIN_UPLOAD_BYTES, MAX_UPLOAD_BYTES,  # noqa: F401
+from web.limits import (CLASSIFY_CONCURRENCY, CONCURRENCY, MAX_BATCH_ROWS, MAX_TRAIN_UPLOAD_BYTES, MAX_UPLOAD_BYTES,  # noqa: F401
                         POLL_SECONDS, QUEUE_MAX_SIZE)
 from web.views import as_text
 
@@ -330,7 +330,7 @@ def build_demo(backend: Backend) -> gr.Blocks:
         wire_runs(w, ui)
         w.on(demo.load, handlers.live, ["seen"], LIVE)
         w.on(demo.load, handlers.suspects, (), ["suspects", "suspect", "review_label"])
-        add_gradio_api(backend)
+        add_gradio_api(backend, CLASSIFY_CONCURRENCY)
     return demo
 
 

@@ -4,7 +4,7 @@
     clf.classify(["I love this!", "meh"])                    # → [Prediction(label, scores), ...]
 
 Batches are padded per batch (tweets sorted by length), run without autograd, and are safe to call
-from several threads. Empty text is an `InputError`; text past the max length is truncated.
+from several threads: calls that arrive while the model is busy share its next call (`Coalescer`). Empty text is an `InputError`; text past the max length is truncated.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, load_classi
                         resolve_serving_precision, set_threads, shared_start_logits)
 from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
+
+from .coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,8 @@ class SentimentModel:
     kind: str = ""          # "fine-tuned" | "few-shot"
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # fast tokenizers are not thread-safe; 2 cores gain nothing from overlap
+        self._batched = Coalescer(self.predict_proba, self._lock)  # requests that wait share a model call
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -78,8 +81,7 @@ class SentimentModel:
         texts = [check_text(t) for t in ([texts] if single else texts)]
         if not texts:
             return []
-        with self._lock:  # fast tokenizers are not thread-safe; 2 cores gain nothing from overlap anyway
-            probs = self.predict_proba(texts)
+        probs = self._batched(texts)
         return [Prediction(LABELS[int(p.argmax())], {l: float(p[i]) for i, l in enumerate(LABELS)})
                 for p in probs]
 

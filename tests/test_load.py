@@ -48,6 +48,7 @@ def test_concurrent_clients_are_all_answered_idle_and_while_training(defaults, t
 def test_beyond_the_queue_limit_a_request_is_told_busy_retry_and_the_server_stays_up(defaults, monkeypatch):
     monkeypatch.setattr(app_module, "QUEUE_MAX_SIZE", 2)
     monkeypatch.setattr(app_module, "CONCURRENCY", 1)
+    monkeypatch.setattr(app_module, "CLASSIFY_CONCURRENCY", 1)
     with serve(defaults) as (_, backend, url):
         release = threading.Event()
         real = backend.classify

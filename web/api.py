@@ -29,13 +29,13 @@ from finetune.config import TrainConfig, field_type, parse_size
 from inference import NoModel
 
 from .backend import Backend, check_tweet
-from .limits import API_MAX_WAITING, MAX_BATCH_ROWS, MAX_TWEET_CHARS
+from .limits import API_MAX_WAITING, CLASSIFY_CONCURRENCY, MAX_BATCH_ROWS, MAX_TWEET_CHARS
 
 API_EXCLUDED = ("runs_dir",)      # where runs go is the server's business, not a caller's
 
 
 # --- the Gradio named API -----------------------------------------------------------------------
-def add_gradio_api(backend: Backend) -> None:
+def add_gradio_api(backend: Backend, classify_concurrency: int = CLASSIFY_CONCURRENCY) -> None:
     """/classify, /train, /status, /stop, /resume, /push, /explain, /correct: gradio_client drives the app
     through these (inside a gr.Blocks context)."""
 
@@ -84,7 +84,8 @@ def add_gradio_api(backend: Backend) -> None:
             return {"saved": False, "message": str(exc)}
 
     config_signature(train)
-    gr.api(classify, api_name="classify")
+    # more at once than the cores: the requests waiting for the model share its next call (inference.coalesce)
+    gr.api(classify, api_name="classify", concurrency_limit=classify_concurrency)
     for fn, name in ((train, "train"), (status, "status"), (stop, "stop"), (resume, "resume"), (push, "push")):
         gr.api(fn, api_name=name, concurrency_limit=None)
     gr.api(explain_tweet, api_name="explain")
