@@ -23,14 +23,15 @@ def evaluate(base_model: str, train_rows, test_rows, k: int, seed: int = 42, cac
     prompts' raw answers); cached by model, examples, calibration tweets and test rows."""
     examples = pick_examples(train_rows, k, seed)
     calibration = calibration_texts(train_rows, seed=seed, exclude=examples)
-    key = hashlib.sha256(json.dumps([METHOD_VERSION, base_model, examples, calibration, test_rows]).encode())
+    key = hashlib.sha256(json.dumps([METHOD_VERSION, base_model, examples, calibration, test_rows,
+                                     str(dtype)]).encode())
     cache = Path(cache_dir) / f"baseline-{key.hexdigest()[:16]}.json" if cache_dir else None
     if cache and cache.exists():
         return json.loads(cache.read_text())
     clf = FewShotClassifier.load(base_model, examples, calibration, dtype=dtype)
     raw = clf.predict_proba([t for t, _ in test_rows], calibrated=False)
     labels = [l for _, l in test_rows]
-    result = {"method": clf.method, "k": k, "prompt": clf.details,
+    result = {"method": clf.method, "k": k, "prompt": clf.details, "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
               **classification_metrics(labels, calibrate(raw, clf.calibration).argmax(axis=1)),
               "uncalibrated": classification_metrics(labels, raw.argmax(axis=1))}
     if cache:

@@ -182,8 +182,8 @@ def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision:
     sample = list(itertools.islice(itertools.cycle(rows), per_step * (WARMUP_STEPS + TIMED_STEPS)))  # few: again
     trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0)
     tokenized = _tokenize(sample, tokenizer, cfg.max_length)
-    by_length = sorted(range(len(sample)), key=tokenized["train"]["length"].__getitem__)
-    tokenized["train"] = tokenized["train"].select(by_length)  # taken in order: batches of one length
+    by_length = sorted(range(len(sample)), key=tokenized["train"]["length"].__getitem__, reverse=True)
+    tokenized["train"] = tokenized["train"].select(by_length)  # in order: batches of one length, longest first
     lengths = tokenizer([t for t, _ in rows[:MEAN_TOKENS_SAMPLE]], truncation=True,
                         max_length=cfg.max_length)["input_ids"]
     model = model_to_train(trial, tokenizer)

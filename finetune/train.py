@@ -503,13 +503,15 @@ def quality(cfg: TrainConfig, model, tokenizer, metrics: dict, history: list[dic
 
 def measure_baseline(cfg: TrainConfig, prep: Prepared, metrics: dict, emit: Listener,
                      stop: threading.Event | None) -> None:
-    """metrics["baseline"]: the base model prompted few-shot on the same test rows (the "before")."""
+    """metrics["baseline"]: the base model prompted few-shot on the same test rows (the "before"), in the
+    run's precision (bf16 with AMX: half the time of fp32, smollm2-135m zero-shot 0.544 against 0.550)."""
     if _stopped(stop):
         return
     emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
     rows = {name: list(zip(prep.splits[name]["text"], prep.splits[name]["label"])) for name in ("train", "test")}
+    dtype = torch.bfloat16 if prep.precision == "bf16" else torch.float32  # else fp32 (fp16 is for a GPU's training)
     metrics["baseline"] = baseline.evaluate(cfg.base_model, rows["train"], rows["test"], cfg.few_shot_k, cfg.seed,
-                                            cache_dir=Path(cfg.runs_dir) / "_cache")
+                                            cache_dir=Path(cfg.runs_dir) / "_cache", dtype=dtype)
 
 
 def save(cfg: TrainConfig, trainer: Trainer, log: RunLog, metrics: dict, report: data.DataReport,
