@@ -102,25 +102,43 @@ def main(argv=None) -> int:
     set_threads(0)
     say("matmul peak")
     peak = peaks(args.device, quick)
+    lever_results = {}
+    train = training_cases(common, quick, levers, lever_results, say)
+    agreement = ["--agreement-model", args.agreement_model] if args.agreement_model else []
+    serve = serving_cases(common, agreement, quick, levers and args.device == "cpu", lever_results, say)
 
+    report = {**figures(train, serve, peak), "targets": TARGETS, "peak_gflops": peak, "training": train,
+              "serving": serve, "levers": lever_results, "machine": machine(args.device), "model": args.model,
+              "quick": quick, "seconds": round(time.monotonic() - started, 1),
+              "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])}
+    print(table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+def training_cases(common: list, quick: bool, levers: bool, lever_results: dict, say) -> dict:
+    """ours, plain and recipe (and with `levers`, ours with each of LEVERS, into lever_results)."""
     steps = ["--steps", TIMED_STEPS["quick" if quick else "full"], "--warmup", WARMUP_STEPS]
     train = {}
     for case, extra in (("ours", steps), ("plain", steps), ("recipe", ["--steps", 2 if quick else 3, "--warmup", 1])):
         say(f"training: {case}")
         train[case] = run_worker("training", [case, *common, *extra])
-    lever_results = {}
-    if levers:
-        for name, knobs in LEVERS.items():
-            say(f"lever: {name}")
-            sets = [a for k, v in knobs.items() for a in ("--set", f"{k}={v}")]
-            try:
-                lever_results[name] = run_worker("training", ["ours", *common, *steps, *sets])
-            except RuntimeError as exc:  # e.g. a knob this checkout does not have
-                lever_results[name] = {"error": str(exc).splitlines()[-1]}
+    for name, knobs in (LEVERS.items() if levers else ()):
+        say(f"lever: {name}")
+        sets = [a for k, v in knobs.items() for a in ("--set", f"{k}={v}")]
+        try:
+            lever_results[name] = run_worker("training", ["ours", *common, *steps, *sets])
+        except RuntimeError as exc:  # e.g. a knob this checkout does not have
+            lever_results[name] = {"error": str(exc).splitlines()[-1]}
+    return train
 
+
+def serving_cases(common: list, agreement: list, quick: bool, levers: bool, lever_results: dict, say) -> dict:
+    """ours and the pipeline (and with `levers`, the other serving formats, into lever_results)."""
     sizes = (["--latency-tweets", 20, "--batch-tweets", 1000, "--agreement-tweets", 200] if quick else
              ["--latency-tweets", 50, "--batch-tweets", 1000, "--agreement-tweets", 1000])
-    agreement = ["--agreement-model", args.agreement_model] if args.agreement_model else []
     say("serving: ours")
     serve = {"ours": run_worker("serving", ["ours", *common, *sizes, *agreement])}
     say("serving: pipeline")
@@ -128,19 +146,21 @@ def main(argv=None) -> int:
     if quick:  # the pipeline runs one tweet at a time: its rate over 200 tweets is its rate over 1,000
         pipe_sizes[3] = 200
     serve["pipeline"] = run_worker("serving", ["pipeline", *common, *pipe_sizes])
-    if levers and args.device == "cpu":  # the other serving formats: how fast, and do the labels hold?
-        for precision in (p for p in SERVING_LEVERS if p != serve["ours"]["precision"]):
-            say(f"serving lever: {precision}")
-            lever_results[f"serving {precision}"] = run_worker(
-                "serving", ["ours", *common, "--precision", precision, "--latency-tweets", 20,
-                            "--batch-tweets", 1000, "--agreement-tweets", 300, *agreement])
+    for precision in (p for p in SERVING_LEVERS if levers and p != serve["ours"]["precision"]):
+        say(f"serving lever: {precision}")  # how fast, and do the labels hold?
+        lever_results[f"serving {precision}"] = run_worker(
+            "serving", ["ours", *common, "--precision", precision, "--latency-tweets", 20,
+                        "--batch-tweets", 1000, "--agreement-tweets", 300, *agreement])
+    return serve
 
+
+def figures(train: dict, serve: dict, peak: dict) -> dict:
+    """The ratios the targets are about, and memory."""
     ours = train["ours"]
-    used_peak = peak.get(ours["precision"], peak["fp32"])
-    figures = {
+    return {
         "train_speedup_vs_recipe": ratio(ours["tweets_per_s"], train["recipe"]["tweets_per_s"]),
         "train_speedup_vs_plain": ratio(ours["tweets_per_s"], train["plain"]["tweets_per_s"]),
-        "train_peak_fraction": ratio(ours["gflops"], used_peak),
+        "train_peak_fraction": ratio(ours["gflops"], peak.get(ours["precision"], peak["fp32"])),
         "train_bf16_peak_fraction": ratio(ours["gflops"], peak["bf16"]),
         "infer_latency_ratio": ratio(serve["ours"]["latency_ms"], serve["pipeline"]["latency_ms"]),
         "infer_batch_speedup": ratio(serve["ours"]["batch_tweets_per_s"], serve["pipeline"]["batch_tweets_per_s"]),
@@ -149,15 +169,6 @@ def main(argv=None) -> int:
         "serve_rss_mb": serve["ours"]["peak_rss_mb"],
         "serve_extra_rss_mb": serve["ours"]["serve_extra_mb"],
     }
-    report = {**figures, "targets": TARGETS, "peak_gflops": peak, "training": train, "serving": serve,
-              "levers": lever_results, "machine": machine(args.device), "model": args.model, "quick": quick,
-              "seconds": round(time.monotonic() - started, 1),
-              "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])}
-    print(table(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    return 0
 
 
 def warmup_row(plain: dict, ours: dict) -> tuple:

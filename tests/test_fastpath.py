@@ -223,3 +223,35 @@ def test_freeze_layers_is_checked(tiny_config):
         train.model_to_train(tiny_config(freeze_layers=2), load_tokenizer(tiny_config().base_model))
     with pytest.raises(ConfigError, match="LoRA already keeps"):
         tiny_config(freeze_layers=1, lora=True).validate()
+
+
+def test_bench_main_runs_each_case_and_divides_ours_by_the_baselines(monkeypatch, tmp_path):
+    """`python -m bench --quick` with its workers stubbed: every case is asked for once, and the figures
+    are ours over the baselines of the same run."""
+    import json
+
+    import bench.__main__ as bench_main
+    import bench.peak
+
+    asked = []
+    train_row = {"tweets_per_s": 2.0, "gflops": 25.0, "peak_rss_mb": 500.0, "precision": "bf16", "warmup_s": 3.0,
+                 "warmup_steps": 3, "step_s": 0.5, "timed_steps": 8}
+    serve_row = {"latency_ms": 10.0, "batch_tweets_per_s": 50.0, "peak_rss_mb": 900.0, "serve_extra_mb": 300.0,
+                 "agreement": 1.0, "agreement_tweets": 200, "precision": "bf16", "batch_tweets": 1000}
+
+    def worker(module, args, timeout=0):
+        asked.append((module, args[0]))
+        if module == "training":
+            return {**train_row, "tweets_per_s": {"ours": 2.0, "plain": 0.5, "recipe": 0.01}[args[0]]}
+        return {**serve_row, "latency_ms": 10.0 if args[0] == "ours" else 40.0,
+                "batch_tweets_per_s": 50.0 if args[0] == "ours" else 5.0}
+
+    monkeypatch.setattr(bench_main, "run_worker", worker)
+    monkeypatch.setattr(bench.peak, "peaks", lambda device, quick: {"fp32": 50.0, "bf16": 100.0})
+    assert bench_main.main(["--quick", "--json", str(tmp_path / "b.json")]) == 0
+    assert asked == [("training", "ours"), ("training", "plain"), ("training", "recipe"),
+                     ("serving", "ours"), ("serving", "pipeline")]
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert (report["train_speedup_vs_plain"], report["train_speedup_vs_recipe"]) == (4.0, 200.0)
+    assert (report["train_peak_fraction"], report["infer_latency_ratio"], report["infer_batch_speedup"]) == \
+        (0.25, 0.25, 10.0)
