@@ -67,7 +67,7 @@ def load_tokenizer(name: str, revision: str | None = None):
 
 
 # the same function in fewer kernels: gpt2's gelu_new is the tanh form of GELU written op by op (5 kernels
-# forward, 8 backward), which torch has as one (RESULTS.md "Training levers")
+# forward, 8 backward), which torch has as one (RESULTS.md "Training levers, the one-click run and serving on AMX")
 FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
 
 

@@ -4,7 +4,8 @@
     clf.classify(["I love this!", "meh"])                    # → [Prediction(label, scores), ...]
 
 Batches are padded per batch (tweets sorted by length), run without autograd, and are safe to call
-from several threads: calls that arrive while the model is busy share its next call (`Coalescer`). Empty text is an `InputError`; text past the max length is truncated.
+from several threads: calls that arrive while the model is busy share its next call (`Coalescer`).
+Empty text is an `InputError`; text past the max length is truncated.
 """
 from __future__ import annotations
 
