@@ -66,8 +66,8 @@ def load_tokenizer(name: str, revision: str | None = None):
     return tokenizer
 
 
-# the same function in fewer kernels: gpt2's gelu_new is the tanh form of GELU written op by op (5 kernels
-# forward, 8 backward), which torch has as one (RESULTS.md "Training levers, the one-click run and serving on AMX")
+# the same function in fewer kernels: gpt2's gelu_new is the tanh form of GELU written op by op (pow, mul,
+# add, tanh, each a pass over the activations, forward and backward), which torch has as one kernel (RESULTS.md "Training levers, the one-click run and serving on AMX")
 FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
 
 
