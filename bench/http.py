@@ -2,8 +2,9 @@
 
 One tweet at a time, one client, loopback: p50 latency of the model alone (inference.Classifier in this
 process), of the JSON API (`POST /api/classify`) and of the chat path (`/classify` through gradio_client),
-the last two against `python app.py` serving the same model (a plain checkpoint folder given as
-HUB_MODEL_ID, in a fresh runs folder). Printed side by side.
+the last two against `python app.py` serving the same model: a short run of it (64 tweets: its size
+matters here, not its accuracy) in a fresh runs folder, as `python -m finetune` writes one. Printed
+side by side.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
-from bench import ROOT, default_model
+from bench import ROOT, default_dataset, default_model
 from inference import Classifier
 from scripts.load_test import TWEETS, client
 
@@ -35,11 +37,19 @@ def p50_ms(call, n: int, warmup: int = 10) -> float:
     return round(statistics.median(times), 1)
 
 
+def seed_run(model: str, dataset: str, runs_dir: str) -> str:
+    """A complete run of `model` in `runs_dir` (64 tweets, 1 epoch): what the app serves."""
+    subprocess.run([sys.executable, "-m", "finetune", "--base-model", model, "--dataset", dataset,
+                    "--train-size", "64", "--test-size", "64", "--few-shot-k", "0", "--no-measure-forgetting",
+                    "--runs-dir", runs_dir, "--quiet"], cwd=ROOT, check=True, capture_output=True)
+    return next(str(p) for p in Path(runs_dir).iterdir() if (p / "metrics.json").exists())
+
+
 def start_app(model: str, runs_dir: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RUNS_DIR": runs_dir, "HUB_MODEL_ID": model, "BASE_MODEL": model,
+    env = {**os.environ, "RUNS_DIR": runs_dir, "HUB_MODEL_ID": "", "BASE_MODEL": model,
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -60,13 +70,15 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=default_model())
+    p.add_argument("--dataset", default=default_dataset())
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
-    model = Classifier.load(args.model)
+    runs_dir = tempfile.mkdtemp(prefix="bench-http-")
+    model = Classifier.load(seed_run(args.model, args.dataset, runs_dir))
     alone = p50_ms(model.classify, args.requests)
     del model
-    app, url = start_app(args.model, tempfile.mkdtemp(prefix="bench-http-"))
+    app, url = start_app(args.model, runs_dir)
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             def post(text):
