@@ -1,6 +1,6 @@
 """Load test: many concurrent gradio_client clients classifying through the app's /classify API.
 
-    python -m scripts.load_test --url http://127.0.0.1:7860 --clients 16 --requests 320
+    python -m scripts.load_test --url http://127.0.0.1:7860 --clients 16 --requests 320 [--json-api]
     python -m scripts.load_test --url http://127.0.0.1:7860 --while-training --train-size 2000 --epochs 1
 
 Bounded in count (--requests) and time (--timeout per request, --deadline for the whole test), for a
@@ -42,17 +42,37 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+class JsonClient:
+    """One connection to the JSON API (`POST /api/classify`), asked the way a gradio_client is."""
+
+    def __init__(self, url: str, timeout: float):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+
+    def classify(self, text: str) -> dict:
+        answer = self.http.post("api/classify", json={"text": text})
+        answer.raise_for_status()
+        return answer.json()
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60.0, deadline: float = 300.0,
-             texts: list[str] | None = None, api_name: str = "/classify") -> dict:
+             texts: list[str] | None = None, api_name: str = "/classify", json_api: bool = False) -> dict:
     """`requests` classifications spread over `clients` concurrent clients (each its own connection
-    and thread); returns the counts, throughput and latencies (ms)."""
+    and thread), through gradio_client's `api_name` or (json_api) `POST /api/classify`; returns the
+    counts, throughput and latencies (ms)."""
     host = urlparse(url).hostname
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to load-test {host}: this script only targets a server on this machine")
     texts = texts or TWEETS
     per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:  # connecting is not timed
-        connected = list(pool.map(lambda _: client(url), range(clients)))
+        connected = list(pool.map(lambda _: JsonClient(url, timeout) if json_api else client(url), range(clients)))
+    ask = ((lambda c, text: c.classify(text)) if json_api else
+           (lambda c, text: c.submit(text, api_name=api_name).result(timeout=timeout)))
     latencies: list[float] = []
     errors: Counter = Counter()
     lock = threading.Lock()
@@ -69,7 +89,7 @@ def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60
             text = texts[(i * 7 + j) % len(texts)]
             started = time.perf_counter()
             try:
-                result = connected[i].submit(text, api_name=api_name).result(timeout=timeout)
+                result = ask(connected[i], text)
                 assert result["label"] in ("negative", "neutral", "positive"), result
             except Exception as exc:  # counted, not raised: the test reports every kind of failure
                 with lock:
@@ -159,6 +179,8 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=320, help="classifications in all (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=60, help="seconds one request may take (default: %(default)s)")
     p.add_argument("--deadline", type=float, default=600, help="seconds for the whole test (default: %(default)s)")
+    p.add_argument("--json-api", action="store_true",
+                   help="ask POST /api/classify (the JSON API) instead of /classify through gradio_client")
     p.add_argument("--while-training", action="store_true",
                    help="start a training job through /train first, measure while it runs, then stop it")
     p.add_argument("--train-size", type=int, default=2000, help="with --while-training (default: %(default)s)")
@@ -166,12 +188,12 @@ def main(argv=None) -> int:
     p.add_argument("--base-model", default=None, help="with --while-training: the model to train (default: the app's)")
     args = p.parse_args(argv)
 
-    report = {"while_training": args.while_training}
+    report = {"while_training": args.while_training, "api": "POST /api/classify" if args.json_api else "/classify"}
     if args.while_training:
         settings = quick_training(train_size=args.train_size, epochs=args.epochs, base_model=args.base_model)
         before = start_training(args.url, settings)
         report["training_before"] = {k: before.get(k) for k in ("state", "run_id", "step", "total_steps")}
-    report.update(run_load(args.url, args.clients, args.requests, args.timeout, args.deadline))
+    report.update(run_load(args.url, args.clients, args.requests, args.timeout, args.deadline, json_api=args.json_api))
     if args.while_training:
         after = job(args.url, "status")
         report["training_after"] = {k: after.get(k) for k in ("state", "run_id", "step", "total_steps")}

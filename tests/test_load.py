@@ -33,6 +33,8 @@ def test_concurrent_clients_are_all_answered_idle_and_while_training(defaults, t
         idle = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
         print("idle:", idle)
         assert idle["answered"] == 12 and idle["failed"] == 0, idle["errors"]
+        json_api = run_load(url, clients=6, requests=12, timeout=60, deadline=120, json_api=True)
+        assert json_api["answered"] == 12 and json_api["failed"] == 0, json_api["errors"]
 
         before = start_training(url, quick_training(epochs=100, train_size=200, early_stopping_patience=0), wait_steps=1)
         busy = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
