@@ -102,10 +102,10 @@ def main(argv=None) -> int:
     set_threads(0)
     say("matmul peak")
     peak = peaks(args.device, quick)
-    lever_results = {}
-    train = training_cases(common, quick, levers, lever_results, say)
+    train, train_levers = training_cases(common, quick, levers, say)
     agreement = ["--agreement-model", args.agreement_model] if args.agreement_model else []
-    serve = serving_cases(common, agreement, quick, levers and args.device == "cpu", lever_results, say)
+    serve, serve_levers = serving_cases(common, agreement, quick, levers and args.device == "cpu", say)
+    lever_results = {**train_levers, **serve_levers}
 
     report = {**figures(train, serve, peak), "targets": TARGETS, "peak_gflops": peak, "training": train,
               "serving": serve, "levers": lever_results, "machine": machine(args.device), "model": args.model,
@@ -118,13 +118,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def training_cases(common: list, quick: bool, levers: bool, lever_results: dict, say) -> dict:
-    """ours, plain and recipe (and with `levers`, ours with each of LEVERS, into lever_results)."""
+def training_cases(common: list, quick: bool, levers: bool, say) -> tuple[dict, dict]:
+    """(ours, plain and recipe; with `levers`, ours with each of LEVERS, else nothing)."""
     steps = ["--steps", TIMED_STEPS["quick" if quick else "full"], "--warmup", WARMUP_STEPS]
     train = {}
     for case, extra in (("ours", steps), ("plain", steps), ("recipe", ["--steps", 2 if quick else 3, "--warmup", 1])):
         say(f"training: {case}")
         train[case] = run_worker("training", [case, *common, *extra])
+    lever_results = {}
     for name, knobs in (LEVERS.items() if levers else ()):
         say(f"lever: {name}")
         sets = [a for k, v in knobs.items() for a in ("--set", f"{k}={v}")]
@@ -132,11 +133,11 @@ def training_cases(common: list, quick: bool, levers: bool, lever_results: dict,
             lever_results[name] = run_worker("training", ["ours", *common, *steps, *sets])
         except RuntimeError as exc:  # e.g. a knob this checkout does not have
             lever_results[name] = {"error": str(exc).splitlines()[-1]}
-    return train
+    return train, lever_results
 
 
-def serving_cases(common: list, agreement: list, quick: bool, levers: bool, lever_results: dict, say) -> dict:
-    """ours and the pipeline (and with `levers`, the other serving formats, into lever_results)."""
+def serving_cases(common: list, agreement: list, quick: bool, levers: bool, say) -> tuple[dict, dict]:
+    """(ours and the pipeline; with `levers`, the other serving formats, else nothing)."""
     sizes = (["--latency-tweets", 20, "--batch-tweets", 1000, "--agreement-tweets", 200] if quick else
              ["--latency-tweets", 50, "--batch-tweets", 1000, "--agreement-tweets", 1000])
     say("serving: ours")
@@ -146,12 +147,13 @@ def serving_cases(common: list, agreement: list, quick: bool, levers: bool, leve
     if quick:  # the pipeline runs one tweet at a time: its rate over 200 tweets is its rate over 1,000
         pipe_sizes[3] = 200
     serve["pipeline"] = run_worker("serving", ["pipeline", *common, *pipe_sizes])
+    lever_results = {}
     for precision in (p for p in SERVING_LEVERS if levers and p != serve["ours"]["precision"]):
         say(f"serving lever: {precision}")  # how fast, and do the labels hold?
         lever_results[f"serving {precision}"] = run_worker(
             "serving", ["ours", *common, "--precision", precision, "--latency-tweets", 20,
                         "--batch-tweets", 1000, "--agreement-tweets", 300, *agreement])
-    return serve
+    return serve, lever_results
 
 
 def figures(train: dict, serve: dict, peak: dict) -> dict:

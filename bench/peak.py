@@ -5,9 +5,10 @@ import time
 
 import torch
 
+from core.model import DTYPES
+
 from . import sync
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 4096, seconds: float = 2.0) -> float:

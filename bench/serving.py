@@ -21,7 +21,7 @@ import torch
 
 from finetune import data
 from finetune.config import TrainConfig
-from core.model import load_classifier, load_tokenizer
+from core.model import load_classifier, load_tokenizer, torch_dtype
 from core.settings import SERVING_PRECISIONS
 from inference.classifier import Classifier
 
@@ -61,7 +61,7 @@ def load_ours(source: str, precision: str | None, device: str) -> Classifier:
     if device == "cuda":  # loaded in fp32 and then cast, so that a new head starts as in the reference
         clf = Classifier.load(source, precision="fp32")
         clf.precision = precision or "bf16"
-        clf.model.to("cuda", dtype={"bf16": torch.bfloat16, "fp32": torch.float32}[clf.precision])
+        clf.model.to("cuda", dtype=torch_dtype(clf.precision))
         return clf
     return Classifier.load(source) if precision is None else Classifier.load(source, precision=precision)
 

@@ -67,7 +67,8 @@ def load_tokenizer(name: str, revision: str | None = None):
 
 
 # the same function in fewer kernels: gpt2's gelu_new is the tanh form of GELU written op by op (pow, mul,
-# add, tanh, each a pass over the activations, forward and backward), which torch has as one kernel (RESULTS.md "Training levers, the one-click run and serving on AMX")
+# add, tanh, each a pass over the activations, forward and backward), which torch has as one kernel
+# (RESULTS.md "Training levers, the one-click run and serving on AMX")
 FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
 
 
@@ -223,6 +224,15 @@ def set_threads(threads: int = 0) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name (fp32, bf16, fp16); fp32 for any other (int8 and the ONNX
+    formats load their weights in fp32 first)."""
+    return DTYPES.get(precision, torch.float32)
 
 
 def cpu_has_amx() -> bool:

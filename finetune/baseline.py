@@ -7,9 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
-
 from core.fewshot import FewShotClassifier, calibrate, calibration_texts, pick_examples
+from core.model import torch_dtype
 from core.runs import write_json
 
 from .metrics import classification_metrics
@@ -18,20 +17,21 @@ METHOD_VERSION = 2  # 2: chat template where the tokenizer has one, batch calibr
 
 
 def evaluate(base_model: str, train_rows, test_rows, k: int, seed: int = 42, cache_dir: Path | None = None,
-             dtype=torch.float32) -> dict:
+             precision: str = "fp32") -> dict:
     """The base model's calibrated few-shot metrics on `test_rows` (and, as `uncalibrated`, the same
-    prompts' raw answers); cached by model, examples, calibration tweets and test rows."""
+    prompts' raw answers), the prompts run in `precision` (fp32, or bf16: half the time with AMX); cached
+    by model, examples, calibration tweets, test rows and precision."""
     examples = pick_examples(train_rows, k, seed)
     calibration = calibration_texts(train_rows, seed=seed, exclude=examples)
     key = hashlib.sha256(json.dumps([METHOD_VERSION, base_model, examples, calibration, test_rows,
-                                     str(dtype)]).encode())
+                                     precision]).encode())
     cache = Path(cache_dir) / f"baseline-{key.hexdigest()[:16]}.json" if cache_dir else None
     if cache and cache.exists():
         return json.loads(cache.read_text())
-    clf = FewShotClassifier.load(base_model, examples, calibration, dtype=dtype)
+    clf = FewShotClassifier.load(base_model, examples, calibration, dtype=torch_dtype(precision))
     raw = clf.predict_proba([t for t, _ in test_rows], calibrated=False)
     labels = [l for _, l in test_rows]
-    result = {"method": clf.method, "k": k, "prompt": clf.details, "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+    result = {"method": clf.method, "k": k, "prompt": clf.details, "precision": precision,
               **classification_metrics(labels, calibrate(raw, clf.calibration).argmax(axis=1)),
               "uncalibrated": classification_metrics(labels, raw.argmax(axis=1))}
     if cache:

@@ -509,9 +509,9 @@ def measure_baseline(cfg: TrainConfig, prep: Prepared, metrics: dict, emit: List
         return
     emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
     rows = {name: list(zip(prep.splits[name]["text"], prep.splits[name]["label"])) for name in ("train", "test")}
-    dtype = torch.bfloat16 if prep.precision == "bf16" else torch.float32  # else fp32 (fp16 is for a GPU's training)
+    precision = "bf16" if prep.precision == "bf16" else "fp32"  # the prompts run on the CPU: no fp16 there
     metrics["baseline"] = baseline.evaluate(cfg.base_model, rows["train"], rows["test"], cfg.few_shot_k, cfg.seed,
-                                            cache_dir=Path(cfg.runs_dir) / "_cache", dtype=dtype)
+                                            cache_dir=Path(cfg.runs_dir) / "_cache", precision=precision)
 
 
 def save(cfg: TrainConfig, trainer: Trainer, log: RunLog, metrics: dict, report: data.DataReport,

@@ -23,7 +23,7 @@ from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
 from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, load_classifier, load_tokenizer, predict_proba,
-                        resolve_serving_precision, set_threads, shared_start_logits)
+                        resolve_serving_precision, set_threads, shared_start_logits, torch_dtype)
 from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
@@ -143,7 +143,7 @@ class Classifier(SentimentModel):
         if precision.startswith("onnx-"):  # the torch model is loaded only to export it
             model, precision = _onnx_or_eager(load_torch, tokenizer, source, precision, revision, threads)
         else:
-            model = load_torch(torch.bfloat16 if precision == "bf16" else torch.float32)
+            model = load_torch(torch_dtype(precision))
             if precision == "int8":
                 quantize_int8(model)
         clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))

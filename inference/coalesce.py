@@ -39,7 +39,7 @@ class Coalescer:
         self._waiting: list[_Request] = []
         self._changed = threading.Condition()
         self._running = False
-        self.calls = 0  # model calls made (tests and benchmarks read it)
+        self.calls = 0  # model calls made (the tests read it)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         request = _Request(texts)
