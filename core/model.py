@@ -3,8 +3,10 @@ and the pad token that sequence classification needs. Training, the baseline and
 through here, so every model gets the same fixes and the same one-line errors."""
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -236,7 +238,7 @@ def torch_dtype(precision: str) -> torch.dtype:
 
 
 def cpu_has_amx() -> bool:
-    """bf16 pays on a CPU only with AMX tiles; AVX-512-BF16 alone runs bf16 slower than fp32 here."""
+    """Whether the CPU has AMX tiles (Intel Sapphire Rapids and later): serving picks bf16 by it."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -244,15 +246,47 @@ def cpu_has_amx() -> bool:
     return "amx_bf16" in flags
 
 
+# bf16 trains by default on a CPU whose bf16 matrix products run at least this many times as fast as fp32's
+BF16_PAYS = 1.5
+
+
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 4096, seconds: float = 2.0) -> float:
+    """Best GFLOP/s of an n×n @ n×n product over repeats filling about `seconds`."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    a @ b  # warm-up: kernels chosen, memory touched
+    sync()
+    best, spent = float("inf"), 0.0
+    while spent < seconds:
+        start = time.perf_counter()
+        a @ b
+        sync()
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return 2 * n**3 / best / 1e9
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """How many times fp32's speed a bf16 matrix product runs at on this CPU, measured once per process
+    (about 0.3 s). The CPU's flags do not tell: measured at n=2048 on 2 cores, AMX 6.8x (2,333 against
+    345 GFLOP/s), AVX-512-BF16 without AMX on an AMD EPYC 4.2x (683 against 164), CPUs without bf16
+    instructions below 1."""
+    return matmul_gflops(torch.bfloat16, n=1024, seconds=0.1) / matmul_gflops(torch.float32, n=1024, seconds=0.15)
+
+
 def resolve_precision(precision: str) -> str:
-    """`auto` → the fastest format measured for tweet-sized batches: bf16 on CPUs with AMX, else fp32.
+    """`auto` → the fastest format measured for tweet-sized batches: bf16 autocast on a CPU whose bf16
+    matrix products are at least BF16_PAYS times fp32's (`cpu_bf16_speedup`), else fp32. bf16 autocast
+    kept fp32's accuracy within a point (RESULTS.md, "Training levers").
 
     On an H200, bf16 autocast trained gpt2 3.4-9x slower than fp32 on batches of 16-32 tweets (two
     measurements, README "Speed"), so CUDA gets fp32 too; bf16 and fp16 stay explicit choices. An
     explicit choice the hardware lacks (fp16 without CUDA) falls back to fp32."""
     cuda = torch.cuda.is_available()
     if precision == "auto":
-        return "bf16" if not cuda and cpu_has_amx() else "fp32"
+        return "bf16" if not cuda and cpu_bf16_speedup() >= BF16_PAYS else "fp32"
     if precision == "fp16" and not cuda:
         return "fp32"
     return precision
@@ -263,7 +297,9 @@ def resolve_serving_precision(precision: str = "auto") -> str:
     - a CPU with AMX: eager bf16 (99.7% of a fine-tuned smollm2's labels on 1,000 test tweets; one tweet
       about as fast as ONNX Runtime fp32, a batch 2.7x; and no export before a new run can serve);
     - else ONNX Runtime in fp32 when onnxruntime is installed (the same labels; 1.7x eager fp32 for one
-      tweet), else eager fp32.
+      tweet), else eager fp32. Also where bf16 trains faster without AMX: on an AMD EPYC with AVX-512-BF16
+      eager bf16 took 35.4 ms for one tweet against ONNX Runtime fp32's 24.1 (1,000 tweets: 87.5 against
+      56.5 a second), and one tweet is what a visitor waits for.
     Every int8 format measured changed labels (dynamic: 18%, dynamic with down_proj in fp32: 6%) or was
     slower (8-bit blockwise weights in ONNX Runtime, torchao's int8 weights). The classifier serves on
     the CPU, also on a machine with a GPU. Anything but auto is returned as it is."""

@@ -107,8 +107,9 @@ class TrainConfig:
         "backbone on a short general-English text (metrics.json 'forgetting'; a few seconds)."))
     # --- speed ----------------------------------------------------------------------------------
     precision: str = field(default="auto", metadata=_help(
-        "Number format for training: auto (bf16 on CPUs with AMX, where it measured fastest; else fp32, "
-        "which also beat bf16 on tweet-sized batches on an H200), bf16, fp16 (CUDA) or fp32.", choices=PRECISIONS))
+        "Number format for training: auto (bf16 autocast on a CPU whose bf16 matrix products measure at least "
+        "1.5x fp32's, as with AMX or AVX-512-BF16; else fp32, which also beat bf16 on tweet-sized batches on "
+        "an H200), bf16, fp16 (CUDA) or fp32.", choices=PRECISIONS))
     group_by_length: bool = field(default=True, metadata=_help(
         "Batch tweets of similar length together, so that little of each batch is padding."))
     threads: int = field(default=0, metadata=_help(

@@ -18,18 +18,24 @@ os.environ.pop("HF_TOKEN", None)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def slow_bf16(patch) -> None:
+    """One answer on every CPU: no AMX and bf16 no faster than fp32, so training's precision "auto" is
+    fp32 and serving's is ONNX Runtime fp32, unless a test patches them."""
+    patch.setattr("core.model.cpu_has_amx", lambda: False)
+    patch.setattr("core.model.cpu_bf16_speedup", lambda: 1.0)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def no_amx_session():
+def slow_bf16_session():
     """The same for the runs that session and module fixtures train (autouse: set up before them)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("core.model.cpu_has_amx", lambda: False)
+        slow_bf16(patch)
         yield
 
 
 @pytest.fixture(autouse=True)
-def no_amx(monkeypatch):
-    """One answer on every CPU: no AMX, so precision "auto" is fp32, unless a test patches it to True."""
-    monkeypatch.setattr("core.model.cpu_has_amx", lambda: False)
+def slow_bf16_each(monkeypatch):
+    slow_bf16(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

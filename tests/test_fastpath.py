@@ -9,7 +9,10 @@ from transformers import DataCollatorWithPadding, Trainer
 from core.errors import UserError
 from finetune import data, train
 from finetune.config import ConfigError
+import core.model
 from core.model import cpu_has_amx, granted_cores, load_classifier, load_tokenizer, resolve_precision
+
+MEASURED_BF16_SPEEDUP = core.model.cpu_bf16_speedup  # bound at collection, before conftest patches it
 from inference import ModelServer
 from inference.classifier import Classifier, conv1d_to_linear
 
@@ -61,7 +64,7 @@ def test_serving_precision_is_auto_unless_asked(trained_run, runs_dir, monkeypat
 
 def test_amx_detection_reads_cpu_flags(monkeypatch):
     monkeypatch.setattr("core.model.Path.read_text", lambda self, *a, **k: "flags\t: avx512f avx512_bf16")
-    assert cpu_has_amx() is False  # AVX-512-BF16 alone: bf16 runs slower than fp32, so no bf16
+    assert cpu_has_amx() is False  # AVX-512-BF16 alone is not AMX (whether bf16 pays is measured)
     monkeypatch.setattr("core.model.Path.read_text", lambda self, *a, **k: "flags\t: amx_bf16 amx_tile")
     assert cpu_has_amx() is True
 
@@ -71,10 +74,27 @@ def test_amx_detection_reads_cpu_flags(monkeypatch):
     assert cpu_has_amx() is False
 
 
+def test_bf16_speedup_is_measured_once_per_process(monkeypatch):
+    calls = []
+
+    def gflops(dtype, device="cpu", n=4096, seconds=2.0):
+        calls.append(dtype)
+        return {torch.bfloat16: 683.0, torch.float32: 164.0}[dtype]
+    monkeypatch.setattr("core.model.matmul_gflops", gflops)
+    MEASURED_BF16_SPEEDUP.cache_clear()
+    try:
+        assert MEASURED_BF16_SPEEDUP() == pytest.approx(683 / 164) and MEASURED_BF16_SPEEDUP() > 4
+        assert calls == [torch.bfloat16, torch.float32]  # the second answer came from the cache
+    finally:
+        MEASURED_BF16_SPEEDUP.cache_clear()
+    monkeypatch.undo()
+    assert core.model.matmul_gflops(torch.float32, n=64, seconds=0.01) > 0  # the real probe measures
+
+
 def test_precision_on_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr("core.model.cpu_has_amx", lambda: True)
+    monkeypatch.setattr("core.model.cpu_bf16_speedup", lambda: 6.8)
     # measured on an H200: fp32 beats bf16 autocast on tweet-sized batches, so auto picks fp32 on CUDA
     assert resolve_precision("auto") == "fp32"
     assert resolve_precision("bf16") == "bf16" and resolve_precision("fp16") == "fp16"
@@ -137,11 +157,12 @@ def test_frozen_embeddings_stay_unchanged(tiny_config, tiny_model):
     assert not torch.equal(trained[block], base.transformer.h[0].mlp.c_fc.weight.detach())  # the rest trained
 
 
-@pytest.mark.parametrize("amx, precision", [(False, "fp32"), (True, "bf16")])
-def test_bench_training_counts_tweets_tokens_and_memory(tiny_model, tiny_dataset, monkeypatch, amx, precision):
+@pytest.mark.parametrize("bf16_speedup, precision", [(0.8, "fp32"), (6.8, "bf16")])
+def test_bench_training_counts_tweets_tokens_and_memory(tiny_model, tiny_dataset, monkeypatch, bf16_speedup,
+                                                        precision):
     from bench.training import flops_per_token, measure
 
-    monkeypatch.setattr("core.model.cpu_has_amx", lambda: amx)  # auto's answer on either kind of CPU
+    monkeypatch.setattr("core.model.cpu_bf16_speedup", lambda: bf16_speedup)  # auto's answer on either CPU
 
     ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", steps=2, warmup=1,
                    overrides={"batch_size": 8, "max_length": 32})

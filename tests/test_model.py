@@ -46,7 +46,7 @@ def test_threads_follow_granted_cores(monkeypatch):
 
 def test_precision_auto_falls_back_without_fast_hardware(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("core.model.cpu_has_amx", lambda: False)
+    monkeypatch.setattr("core.model.cpu_bf16_speedup", lambda: 0.8)  # a CPU without bf16 instructions
     assert resolve_precision("auto") == "fp32" and resolve_precision("fp16") == "fp32"
-    monkeypatch.setattr("core.model.cpu_has_amx", lambda: True)
+    monkeypatch.setattr("core.model.cpu_bf16_speedup", lambda: 4.2)  # AVX-512-BF16 (AMD EPYC) or AMX
     assert resolve_precision("auto") == "bf16" and resolve_precision("fp32") == "fp32"
