@@ -30,6 +30,16 @@ def test_plan_fills_the_budget_with_validation_and_saves_counted():
     assert with_corrections.train_size == 1100 and with_corrections.steps == 72  # the corrections train too
 
 
+def test_plan_keeps_time_for_the_first_steps_that_the_measurement_found_slow():
+    cfg = TrainConfig(time_budget_s=120, batch_size=16, epochs=1, validation_share=0.1)
+    slow_start = budget.Throughput(tweets_per_s=10.0, warmup_s=17.7, step_s=1.5, base_model="m", precision="bf16",
+                                   device="cpu", amx=False, measured_at=1.8e9)
+    assert slow_start.first_steps_s == pytest.approx(17.7 - 2 * 1.5)  # 2 warm-up steps at the timed rate
+    plan = budget.make_plan(cfg, slow_start, max_train=20_000)
+    assert plan.train_size == int((120 - 2 - 14.7) / ((1 + 0.1 / 3) / 10))  # 999: the run pays them again
+    assert plan.planned_s == pytest.approx(120, abs=0.1) and "the first steps 14.7s more" in plan.summary()
+
+
 def test_plan_never_exceeds_the_data_or_goes_below_one_batch():
     cfg = TrainConfig(time_budget_s=120, batch_size=16)
     every = budget.make_plan(cfg, speed(1000.0), max_train=500)
