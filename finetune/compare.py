@@ -52,11 +52,12 @@ def compare(cfg: TrainConfig, ks: list[int], runs: list[str], on_row=None) -> li
     for run in runs:
         if not Run(Path(run)).is_complete:
             raise UserError(f"{run} is not a complete run folder: pass finished runs to --runs")
-    splits, _ = data.prepare(cfg)
+    cleaned = data.clean(cfg)
+    splits, _ = data.split(cfg, cleaned)
     train_rows = list(zip(splits["train"]["text"], splits["train"]["label"]))
     test_rows = list(zip(splits["test"]["text"], splits["test"]["label"]))
     jobs = [lambda: majority(train_rows, test_rows)]
-    jobs += [lambda k=k: baseline.evaluate(cfg.base_model, train_rows, test_rows, k, cfg.seed,
+    jobs += [lambda k=k: baseline.evaluate(cfg.base_model, cleaned.prompt_rows(), test_rows, k, cfg.seed,
                                            cache_dir=Path(cfg.runs_dir) / "_cache") for k in ks]
     jobs += [lambda r=r: fine_tuned(r, test_rows) for r in runs]
     rows = []

@@ -304,6 +304,9 @@ def add_corrections(train: list, validation: list, extra_train: list, test_keys:
     return train + added, validation
 
 
+PROMPT_ROWS = 2000  # rows of the pool the base model's few-shot examples and calibration tweets come from
+
+
 @dataclass
 class Cleaned:
     """The cleaned rows of a dataset before the split: the shuffled train pool, the test subset, people's
@@ -319,6 +322,12 @@ class Cleaned:
     def max_train(self, validation_share: float) -> int:
         """Training rows when every row trains: the pool less the validation share held out of it."""
         return len(self.pool) - round(validation_share * len(self.pool))
+
+    def prompt_rows(self, n: int = PROMPT_ROWS) -> list:
+        """The rows the base model's prompts take their examples and calibration tweets from: the first
+        `n` of the shuffled pool, less the excluded. They are the same whatever the train size, so the
+        "before" of runs of different sizes is one measurement, cached (finetune.baseline)."""
+        return [r for r in self.pool[:n] if fold(r[0]) not in self.excluded]
 
 
 def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None, excluded: set[str] | None = None,

@@ -231,6 +231,7 @@ class Prepared:
     recent: list            # corrections since the newest complete run: the new model is judged on them
     precision: str          # cfg.precision resolved, once
     plan: budget.Plan | None = None  # what the time budget chose, when it chose the train size
+    prompt_rows: list | None = None  # the baseline's examples and calibration come from (None: train split)
 
 
 @dataclass
@@ -274,7 +275,7 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
     cleaned = prepared_data or clean_data(cfg, extra_train)
     cfg, plan = fill_budget(cfg, tokenizer, cleaned, precision, state, emit)
     splits, report = data.split(cfg, cleaned)
-    return Prepared(cfg, tokenizer, splits, report, recent, precision, plan)
+    return Prepared(cfg, tokenizer, splits, report, recent, precision, plan, cleaned.prompt_rows())
 
 
 def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, state: PartialState,
@@ -504,14 +505,16 @@ def quality(cfg: TrainConfig, model, tokenizer, metrics: dict, history: list[dic
 def measure_baseline(cfg: TrainConfig, prep: Prepared, metrics: dict, emit: Listener,
                      stop: threading.Event | None) -> None:
     """metrics["baseline"]: the base model prompted few-shot on the same test rows (the "before"), in the
-    run's precision (bf16 with AMX: half the time of fp32, smollm2-135m zero-shot 0.544 against 0.550)."""
+    run's precision (bf16 with AMX: half the time of fp32, smollm2-135m zero-shot 0.544 against 0.550),
+    its examples and calibration tweets from `prep.prompt_rows`: one measurement for runs of any size."""
     if _stopped(stop):
         return
     emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
     rows = {name: list(zip(prep.splits[name]["text"], prep.splits[name]["label"])) for name in ("train", "test")}
     precision = "bf16" if prep.precision == "bf16" else "fp32"  # the prompts run on the CPU: no fp16 there
-    metrics["baseline"] = baseline.evaluate(cfg.base_model, rows["train"], rows["test"], cfg.few_shot_k, cfg.seed,
-                                            cache_dir=Path(cfg.runs_dir) / "_cache", precision=precision)
+    metrics["baseline"] = baseline.evaluate(cfg.base_model, prep.prompt_rows or rows["train"], rows["test"],
+                                            cfg.few_shot_k, cfg.seed, cache_dir=Path(cfg.runs_dir) / "_cache",
+                                            precision=precision)
 
 
 def save(cfg: TrainConfig, trainer: Trainer, log: RunLog, metrics: dict, report: data.DataReport,

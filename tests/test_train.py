@@ -58,6 +58,18 @@ def test_events_reach_the_listener(tiny_config):
     assert all(e["run_id"] == result.run_id for e in events)
 
 
+def test_runs_of_different_sizes_share_one_baseline_measurement(tiny_config, runs_dir, monkeypatch):
+    from finetune import baseline
+    measured = []
+    real = baseline.FewShotClassifier.load
+    monkeypatch.setattr(baseline.FewShotClassifier, "load", lambda *a, **k: measured.append(1) or real(*a, **k))
+    small = train.fine_tune(tiny_config(train_size=40, measure_forgetting=False))
+    large = train.fine_tune(tiny_config(train_size=72, measure_forgetting=False))
+    assert Run(small.run_dir).data_report["sizes"]["train"] != Run(large.run_dir).data_report["sizes"]["train"]
+    assert Run(large.run_dir).metrics["baseline"] == Run(small.run_dir).metrics["baseline"]
+    assert measured == [1] and len(list((runs_dir / "_cache").glob("baseline-*.json"))) == 1  # the cache held
+
+
 def test_stop_flag_ends_training_and_keeps_latest(tiny_config, runs_dir):
     first = train.fine_tune(tiny_config())
     stop = threading.Event()
