@@ -62,22 +62,12 @@ def parse_args(argv=None):
 def machine(device: str) -> dict:
     import torch
 
-    from core.model import cpu_has_amx, granted_cores
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": _cpu_name(),
+    from core.model import cpu_has_amx, cpu_name, granted_cores
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_name(),
             "cores_granted": granted_cores(), "amx": cpu_has_amx(), "device": device}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def ratio(a, b):

@@ -237,6 +237,18 @@ def torch_dtype(precision: str) -> torch.dtype:
     return DTYPES.get(precision, torch.float32)
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown CPU"
+
+
 def cpu_has_amx() -> bool:
     """Whether the CPU has AMX tiles (Intel Sapphire Rapids and later): serving picks bf16 by it."""
     try:

@@ -241,6 +241,10 @@ class Trained:
     loss: float
     seconds: float
 
+    @property
+    def stopped_early(self) -> bool:
+        return self.trainer.state.global_step < self.trainer.state.max_steps
+
 
 def clean_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) -> data.Cleaned:
     """A run's data before the split: the dataset loaded and cleaned, with people's corrections to apply
@@ -281,14 +285,17 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
 def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, state: PartialState,
                 emit: Listener | None = None) -> tuple[TrainConfig, budget.Plan | None]:
     """(cfg with the train size that fills cfg.time_budget_s, the plan), or (cfg, None) when the budget
-    does not apply. Every process measures (the steps train data-parallel); the main one's plan is used
-    by all, and its measurement kept as this machine's last (budget.record)."""
+    does not apply. The speed is this machine's last for the same knobs (budget.last), else measured:
+    every process measures (the steps train data-parallel), the main one's plan is used by all, and its
+    measurement kept as this machine's last (budget.record)."""
     if not budget.applies(cfg) or not cleaned.pool:  # no rows: the split says so
         return cfg, None
-    if emit and state.is_main_process:
-        emit({"event": "budget", "message": f"measuring this machine's training speed on "
-              f"{budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
-    speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, state.num_processes)
+    speed = budget.last(cfg, precision, state.num_processes) if state.num_processes == 1 else None
+    if speed is None:
+        if emit and state.is_main_process:
+            emit({"event": "budget", "message": f"measuring this machine's training speed on "
+                  f"{budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
+        speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, state.num_processes)
     plan = [budget.make_plan(cfg, speed, cleaned.max_train(cfg.validation_share), len(cleaned.extra_train),
                              state.num_processes)]
     if state.num_processes > 1:
@@ -399,6 +406,8 @@ def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threadin
             log({"event": "stopped", "message": f"stopped by request at step {step}; the previous model keeps "
                                                 f"serving, and this run can resume"})
             return RunResult(RunState.STOPPED, log.path, log.run_id, message="stopped by request")
+        if log.main and prep.plan and not prep.plan.every_tweet and not trained.stopped_early:
+            budget.record(cfg.runs_dir, budget.observed(prep.plan, trained.seconds, log.run_id))
         merge_lora(trained.trainer)  # a LoRA run is saved, tested and served as a plain checkpoint
         metrics = evaluate_test(cfg, prep, trained, log.run_id)
         if log.main:
@@ -477,7 +486,7 @@ def evaluate_test(cfg: TrainConfig, prep: Prepared, trained: Trained, run_id: st
         "train_tweets_per_second": round(len(trained.tokenized["train"]) * cfg.epochs / max(trained.seconds, 1e-9), 2),
         "train_loss": trained.loss,
         "best_checkpoint_step": _best_step(trainer),
-        "stopped_early": trainer.state.global_step < trainer.state.max_steps,
+        "stopped_early": trained.stopped_early,
         "precision": prep.precision,
     }
     if prep.plan is not None:

@@ -13,9 +13,12 @@ from finetune.config import ConfigError, TrainConfig
 from finetune.events import event_text
 
 
-def speed(tweets_per_s: float, base_model: str = "m", precision: str = "fp32") -> budget.Throughput:
+def speed(tweets_per_s: float, base_model: str = "m", precision: str = "fp32",
+          cfg: TrainConfig | None = None) -> budget.Throughput:
+    """A measurement on this machine for `cfg`'s knobs (default: the one-click defaults)."""
     return budget.Throughput(tweets_per_s=tweets_per_s, warmup_s=1.5, step_s=1.6, base_model=base_model,
-                             precision=precision, device="cpu", amx=False, measured_at=1.8e9)
+                             precision=precision, device=budget.device_name(), amx=False, measured_at=1.8e9,
+                             setting=budget.setting(cfg or TrainConfig()))
 
 
 def test_plan_fills_the_budget_with_validation_and_saves_counted():
@@ -38,6 +41,15 @@ def test_plan_keeps_time_for_the_first_steps_that_the_measurement_found_slow():
     plan = budget.make_plan(cfg, slow_start, max_train=20_000)
     assert plan.train_size == int((120 - 2 - 14.7) / ((1 + 0.1 / 3) / 10))  # 999: the run pays them again
     assert plan.planned_s == pytest.approx(120, abs=0.1) and "the first steps 14.7s more" in plan.summary()
+
+
+def test_a_run_corrects_the_speed_by_its_own_time_within_4x():
+    plan = budget.make_plan(TrainConfig(time_budget_s=120, batch_size=16), speed(10.0), max_train=20_000)
+    assert plan.fixed_s == 2.0  # one validation pass's save
+    slower = budget.observed(plan, train_seconds=2 + 2 * (plan.planned_s - 2), run_id="r1")
+    assert slower.tweets_per_s == pytest.approx(5.0) and slower.source == "corrected by run r1"
+    assert budget.observed(plan, train_seconds=1.0, run_id="r2").tweets_per_s == pytest.approx(40.0)  # capped
+    assert budget.observed(plan, train_seconds=10_000, run_id="r3").tweets_per_s == pytest.approx(2.5)
 
 
 def test_plan_never_exceeds_the_data_or_goes_below_one_batch():
@@ -118,13 +130,15 @@ def test_measure_times_the_steps_after_the_warmup(tiny_config, tiny_model, monke
     measured = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool, "fp32")
     assert measured.warmup_s == pytest.approx(budget.WARMUP_STEPS * 0.5)  # not in the rate
     assert measured.step_s == pytest.approx(0.5) and measured.tweets_per_s > 0
-    assert (measured.precision, measured.device, measured.amx) == ("fp32", "cpu", False)
+    assert (measured.precision, measured.amx) == ("fp32", False) and measured.device.startswith("cpu (")
+    assert measured.setting.startswith("batch 8x1x1, max_length 32") and measured.source == "measured"
     few = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool[:5], "fp32")  # fewer than 6 steps' worth
     assert few.step_s == pytest.approx(0.5) and few.warmup_s == pytest.approx(1.0)
 
     budget.record(runs_dir, measured)
-    assert budget.last(runs_dir, str(tiny_model), "fp32") == measured
-    assert budget.last(runs_dir, str(tiny_model), "bf16") is None  # another precision: not known yet
+    assert budget.last(cfg, "fp32") == measured
+    assert budget.last(cfg, "bf16") is None  # another precision: not known yet
+    assert budget.last(tiny_config(train_size=0, batch_size=16), "fp32") is None  # nor another batch size
 
 
 def test_hint_says_what_the_next_run_trains_on(runs_dir):
@@ -196,3 +210,19 @@ def test_a_resumed_budget_run_repeats_its_plan_without_measuring(tiny_config, mo
     logs = [e for e in run.history() if e["event"] == "log"]
     assert [e["step"] for e in logs] == list(range(1, 9))  # the same 8 steps, the same schedule
     assert [e["learning_rate"] for e in logs] == pytest.approx([5e-3 * (9 - k) / 8 for k in range(1, 9)])
+
+
+def test_a_later_run_plans_from_the_last_speed_as_the_previous_run_corrected_it(tiny_config, monkeypatch, runs_dir):
+    cfg = tiny_config(train_size=0, time_budget_s=10, measure_forgetting=False, few_shot_k=0)
+    monkeypatch.setattr(budget, "measure", lambda *args: speed(8.3, cfg.base_model, cfg=cfg))  # 64 tweets in 10 s
+    first = Run(train.fine_tune(cfg).run_dir)
+    corrected = budget.last(cfg, "fp32")
+    assert first.metrics["train_seconds"] < first.metrics["budget"]["planned_s"]  # the tiny model is faster
+    assert 8.3 < corrected.tweets_per_s <= 4 * 8.3 and corrected.source == f"corrected by run {first.id}"
+
+    def no_measure(*args):
+        raise AssertionError("the same machine and knobs: no second measurement")
+    monkeypatch.setattr(budget, "measure", no_measure)
+    second = Run(train.fine_tune(cfg).run_dir)
+    assert second.metrics["budget"]["speed"]["tweets_per_s"] == corrected.tweets_per_s
+    assert any(e["event"] == "budget" and f"corrected by run {first.id}" in e["message"] for e in second.history())
