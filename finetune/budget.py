@@ -128,7 +128,7 @@ class Throughput:
         return max(0.0, self.warmup_s - WARMUP_STEPS * self.step_s)
 
     def machine(self) -> str:
-        return f"{self.precision}, {self.device}" + (" with AMX" if self.amx else "")
+        return f"{self.precision} on {self.device}" + (" with AMX" if self.amx else "")
 
 
 @dataclass
@@ -238,7 +238,7 @@ def _tokenize(rows, tokenizer, max_length: int) -> DatasetDict:
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"cpu ({core.model.cpu_name()}, {torch.get_num_threads()} threads)"
+    return f"{core.model.cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def setting(cfg: TrainConfig, num_processes: int = 1) -> str:

@@ -130,7 +130,7 @@ def test_measure_times_the_steps_after_the_warmup(tiny_config, tiny_model, monke
     measured = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool, "fp32")
     assert measured.warmup_s == pytest.approx(budget.WARMUP_STEPS * 0.5)  # not in the rate
     assert measured.step_s == pytest.approx(0.5) and measured.tweets_per_s > 0
-    assert (measured.precision, measured.amx) == ("fp32", False) and measured.device.startswith("cpu (")
+    assert (measured.precision, measured.amx) == ("fp32", False) and measured.device.endswith(" threads")
     assert measured.setting.startswith("batch 8x1x1, max_length 32") and measured.source == "measured"
     few = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool[:5], "fp32")  # fewer than 6 steps' worth
     assert few.step_s == pytest.approx(0.5) and few.warmup_s == pytest.approx(1.0)
