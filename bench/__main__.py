@@ -62,9 +62,10 @@ def parse_args(argv=None):
 def machine(device: str) -> dict:
     import torch
 
-    from core.model import cpu_has_amx, cpu_name, granted_cores
+    from core.model import cpu_bf16_speedup, cpu_has_amx, cpu_name, granted_cores
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_name(),
-            "cores_granted": granted_cores(), "amx": cpu_has_amx(), "device": device}
+            "cores_granted": granted_cores(), "amx": cpu_has_amx(), "device": device,
+            "bf16_speedup": round(cpu_bf16_speedup(), 2)}  # what precision auto trains in follows
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -181,7 +182,8 @@ def table(r: dict) -> str:
     pct = lambda x: f"{100 * x:.1f}%" if x is not None else "-"
     times = lambda x: f"{x:.2f}x" if x is not None else "-"
     m = r["machine"]
-    lines = [f"model {r['model']} on {m['cpu']} ({m['cores_granted']} cores, AMX {'yes' if m['amx'] else 'no'}"
+    speedup = f", bf16 {m['bf16_speedup']:.1f}x fp32" if "bf16_speedup" in m else ""
+    lines = [f"model {r['model']} on {m['cpu']} ({m['cores_granted']} cores, AMX {'yes' if m['amx'] else 'no'}{speedup}"
              + (f", {m['gpu']}" if m.get("gpu") else "") + f"), torch {m['torch']}, {r['seconds']:.0f}s"
              + (" (quick)" if r["quick"] else ""),
              "matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()), ""]

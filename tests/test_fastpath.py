@@ -192,12 +192,14 @@ def test_bench_serving_and_table(tiny_model, tiny_dataset):
                            "recipe": {**train_row, "tweets_per_s": 0.01}},
               "serving": {"ours": ours, "pipeline": pipe}, "peak_gflops": {"fp32": 100.0, "bf16": 50.0},
               "levers": {"batch 32": {**train_row, "tweets_per_s": 3.0}, "x": {"error": "unknown setting"}},
-              "machine": {"cpu": "test cpu", "cores_granted": 2, "amx": False, "torch": torch.__version__},
+              "machine": {"cpu": "test cpu", "cores_granted": 2, "amx": False, "torch": torch.__version__,
+                          "bf16_speedup": 4.2},
               "model": "tiny", "quick": True, "seconds": 1.0, "train_peak_fraction": 0.01,
               "train_bf16_peak_fraction": 0.02, "infer_latency_ratio": 0.5, "infer_batch_speedup": 2.0}
     text = table(report)
     assert "200.00x" in text and "2.00x" in text and "1.50x" in text and "n/a" in text
     assert "train warm-up: first 3 steps" in text and "3.0s (2.0x a timed step)" in text
+    assert "(2 cores, AMX no, bf16 4.2x fp32)" in text.splitlines()[0]
 
 
 def test_bench_fewshot_times_packed_and_padded_prompts_alike(tiny_model, tiny_dataset, monkeypatch):
@@ -273,6 +275,7 @@ def test_bench_main_runs_each_case_and_divides_ours_by_the_baselines(monkeypatch
     assert asked == [("training", "ours"), ("training", "plain"), ("training", "recipe"),
                      ("serving", "ours"), ("serving", "pipeline")]
     report = json.loads((tmp_path / "b.json").read_text())
+    assert report["machine"]["bf16_speedup"] == 1.0  # conftest's answer: the one precision auto follows
     assert (report["train_speedup_vs_plain"], report["train_speedup_vs_recipe"]) == (4.0, 200.0)
     assert (report["train_peak_fraction"], report["infer_latency_ratio"], report["infer_batch_speedup"]) == \
         (0.25, 0.25, 10.0)
