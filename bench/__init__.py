@@ -39,13 +39,6 @@ def current_rss_mb() -> float:
     return round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
-def sync(device: str) -> None:
-    """Wait for queued GPU work, so that a clock read after it measures it."""
-    if device == "cuda":
-        import torch
-        torch.cuda.synchronize()
-
-
 def emit(result: dict) -> None:
     """A worker's answer: one JSON line on stdout, last."""
     print("BENCH-RESULT " + json.dumps(result), flush=True)

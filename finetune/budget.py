@@ -124,7 +124,8 @@ class Throughput:
     @property
     def first_steps_s(self) -> float:
         """What the first steps cost beyond their share of the rate: a run pays it again (fresh model
-        and optimizer state). Measured, smollm2-135m bf16 on 2 cores: 14.7 s here, 13 s in the run's first step."""
+        and optimizer state). Measured, smollm2-135m bf16 on
+        2 cores without AMX: 14.7 s, then 13 s more in the run's first step."""
         return max(0.0, self.warmup_s - WARMUP_STEPS * self.step_s)
 
     def machine(self) -> str:
