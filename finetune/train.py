@@ -291,7 +291,8 @@ def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: s
     if not budget.applies(cfg) or not cleaned.pool:  # no rows: the split says so
         return cfg, None
     speed = budget.last(cfg, precision, state.num_processes) if state.num_processes == 1 else None
-    if speed is None:
+    measured = speed is None
+    if measured:
         if emit and state.is_main_process:
             emit({"event": "budget", "message": f"measuring this machine's training speed on "
                   f"{budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
@@ -300,7 +301,7 @@ def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: s
                              state.num_processes)]
     if state.num_processes > 1:
         broadcast_object_list(plan)
-    if state.is_main_process:
+    if measured and state.is_main_process:  # a speed from the cache is there already
         budget.record(cfg.runs_dir, plan[0].speed)
     return dataclasses.replace(cfg, train_size=plan[0].train_size), plan[0]
 
