@@ -34,7 +34,8 @@ LEVERS = {
     "random batches (no length grouping)": {"group_by_length": "false"},
     "batch 16 (the default before 2026-12-02)": {"batch_size": "16"},
     "batch 128": {"batch_size": "128"},
-    "frozen embeddings": {"freeze_embeddings": "true"},
+    "embeddings trained (the default before 2026-12-03)": {"freeze_embeddings": "false"},
+    "gpt2's dropout 0.1 (the default before 2026-12-03)": {"dropout": "0.1"},
     "lowest 6 of 12 blocks frozen": {"freeze_layers": "6"},
     "LoRA r=8 (peft)": {"lora": "true"},
 }

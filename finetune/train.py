@@ -153,6 +153,7 @@ def model_to_train(cfg: TrainConfig, tokenizer):
     Seeded first, so that the new head starts the same in a run and in the sweep trial it repeats."""
     set_seed(cfg.seed)
     model = load_classifier(cfg.base_model, tokenizer)
+    set_dropout(model, cfg.dropout)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if cfg.freeze_layers:
@@ -169,6 +170,16 @@ def model_to_train(cfg: TrainConfig, tokenizer):
     except ValueError as exc:
         raise UserError(f"LoRA cannot wrap {cfg.base_model}: {str(exc).splitlines()[0]}; set "
                         f"--lora-target-modules to names of its linear layers (or 'all-linear')") from None
+
+
+def set_dropout(model, p: float) -> None:
+    """Every dropout of the model at rate p: torch's Dropout layers and the rates that attention modules
+    keep as numbers (llama's `attention_dropout`). The saved config keeps the base model's rates."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
 
 
 def transformer_blocks(model) -> torch.nn.ModuleList:

@@ -131,6 +131,8 @@ def runs_dir(tmp_path) -> Path:
     return tmp_path / "runs"
 
 
+# the tiny model's embeddings are random, and its sentiment is word-level: it learns only if they train
+# (the product freezes them by default: a pretrained model's embeddings already know the words)
 @pytest.fixture
 def tiny_config(tiny_model, tiny_dataset, runs_dir):
     """A config that trains the tiny model in a few seconds."""
@@ -139,7 +141,7 @@ def tiny_config(tiny_model, tiny_dataset, runs_dir):
     def make(**overrides) -> TrainConfig:
         values = dict(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=120, test_size=30,
                       epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2, runs_dir=str(runs_dir),
-                      max_length=32)
+                      max_length=32, freeze_embeddings=False)
         values.update(overrides)
         return TrainConfig(**values)
     return make
@@ -152,7 +154,7 @@ def trained_run(tiny_model, tiny_dataset, tmp_path_factory) -> Path:
     from finetune.config import TrainConfig
 
     cfg = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=180, test_size=60,
-                      epochs=3, batch_size=8, learning_rate=5e-3, few_shot_k=2, max_length=32,
+                      epochs=3, batch_size=8, learning_rate=5e-3, few_shot_k=2, max_length=32, freeze_embeddings=False,
                       runs_dir=str(tmp_path_factory.mktemp("shared-runs")))
     result = train.fine_tune(cfg)
     assert result.state == "done"

@@ -143,10 +143,13 @@ def test_length_grouping_sees_every_tweet_once_per_epoch_with_less_padding(tiny_
     assert _padding_share(trainer, tokenized) < _padding_share(random_trainer, tokenized)
 
 
-def test_frozen_embeddings_stay_unchanged(tiny_config, tiny_model):
+def test_embeddings_stay_fixed_by_default(tiny_config, tiny_model):
     from safetensors.torch import load_file
 
-    result = train.fine_tune(tiny_config(freeze_embeddings=True, few_shot_k=0))
+    from finetune.config import TrainConfig
+
+    assert TrainConfig.freeze_embeddings  # the product's default (tiny_config trains them: conftest)
+    result = train.fine_tune(tiny_config(few_shot_k=0, freeze_embeddings=TrainConfig.freeze_embeddings))
     assert result.state == "done"
     tok = load_tokenizer(str(tiny_model))
     base = load_classifier(str(tiny_model), tok)
@@ -155,6 +158,22 @@ def test_frozen_embeddings_stay_unchanged(tiny_config, tiny_model):
     torch.testing.assert_close(trained[wte], base.transformer.wte.weight.detach(), atol=0, rtol=0)
     block = next(k for k in trained if k.endswith("h.0.mlp.c_fc.weight"))
     assert not torch.equal(trained[block], base.transformer.h[0].mlp.c_fc.weight.detach())  # the rest trained
+
+
+def test_dropout_knob_sets_every_dropout_while_training(tiny_config, tiny_model):
+    tok = load_tokenizer(str(tiny_model))
+    batch = tok(["so happy today", "this is awful"], return_tensors="pt", padding=True)
+
+    def two_passes(rate):
+        model = train.model_to_train(tiny_config(dropout=rate), tok).train()
+        return model, model(**batch).logits, model(**batch).logits
+
+    model, first, second = two_passes(0.0)  # the default: a training step is deterministic
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    assert model.config.resid_pdrop == 0.1  # the saved config keeps the base model's rate
+    model, first, second = two_passes(0.1)  # gpt2's own rate: masks differ from pass to pass
+    assert not torch.equal(first, second)
 
 
 @pytest.mark.parametrize("bf16_speedup, precision", [(0.8, "fp32"), (6.8, "bf16")])

@@ -179,7 +179,8 @@ def test_checkpoints_go_to_the_hub_throttled_and_come_back_after_a_restart_witho
     assert len(commits) == 2 and steps == [13] and (repo, "resume") in hub.branches
     on_hub = {k[1] for k in hub.files if len(k) == 3}
     assert f"{stopped.run_id}/_checkpoints/checkpoint-13/optimizer.pt" in on_hub
-    assert f"{stopped.run_id}/_checkpoints/checkpoint-12/model.safetensors" not in on_hub  # one run, newest + best
+    kept = {name.split("/")[2] for name in on_hub if "/_checkpoints/checkpoint-" in name}
+    assert "checkpoint-13" in kept and len(kept) <= 2  # one run's newest and its best, not every one
     assert any(f"{stopped.run_id}/_checkpoints/splits/" in name for name in on_hub)
     pushed = [e for e in Run(stopped.run_dir).history() if e["event"] == "hub-checkpoint"]
     assert [e["state"] for e in pushed] == ["pushed", "pushed"]
