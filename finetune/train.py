@@ -152,7 +152,7 @@ def model_to_train(cfg: TrainConfig, tokenizer):
     """The classifier to train: every weight, or (cfg.lora) LoRA adapters plus the classification head.
     Seeded first, so that the new head starts the same in a run and in the sweep trial it repeats."""
     set_seed(cfg.seed)
-    model = load_classifier(cfg.base_model, tokenizer)
+    model = load_classifier(cfg.base_model, tokenizer, bf16=resolve_precision(cfg.precision) == "bf16")
     set_dropout(model, cfg.dropout)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)

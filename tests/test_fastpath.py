@@ -40,6 +40,25 @@ def test_conv1d_to_linear_is_exact(tiny_model):
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
 
 
+def test_bf16_models_get_the_erf_gelu_that_the_tanh_form_approximates(tiny_model, tiny_config):
+    tok = load_tokenizer(str(tiny_model))
+    batch = tok(TWEETS[:5], padding=True, return_tensors="pt")
+    fp32 = load_classifier(str(tiny_model), tok).eval()
+    autocast = load_classifier(str(tiny_model), tok, bf16=True).eval()
+    weights = load_classifier(str(tiny_model), tok, dtype=torch.bfloat16).eval()
+    autocast.load_state_dict(fp32.state_dict())  # each load draws its own new head
+    assert fp32.config.activation_function == "gelu_pytorch_tanh"  # fp32: the same function, one kernel
+    assert autocast.config.activation_function == weights.config.activation_function == "gelu"
+    with torch.inference_mode():
+        reference = fp32(**batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tanh_bf16, erf_bf16 = fp32(**batch).logits.float(), autocast(**batch).logits.float()
+    rounding = (tanh_bf16 - reference).abs().max()  # what bf16 itself changes
+    assert (erf_bf16 - reference).abs().max() <= rounding + 1e-4
+    assert train.model_to_train(tiny_config(precision="bf16"), tok).config.activation_function == "gelu"
+    assert train.model_to_train(tiny_config(precision="fp32"), tok).config.activation_function == "gelu_pytorch_tanh"
+
+
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_fast_precisions_agree_with_fp32(trained_run, fp32, precision):
     fast = Classifier.load(trained_run, precision=precision)
