@@ -55,7 +55,7 @@ PRIVATE = {"api_visibility": "private"}
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PREVIEW = ["preview_note", "preview_rows", "text_column", "label_column"]  # the Data accordion (handlers.preview_data)
 LIVE = ["progress", "plots_box", "loss_plot", "eval_plot", "log_box", "result_box", "scores", "matrix", "report",
-        "pushed", "resume_button", "resume_note", "seen"]  # the Train tab's live view (handlers.live)
+        "pushed", "resume_button", "resume_note", "seen", "action_note"]  # the Train tab's live view (handlers.live)
 RUNS_SHOWN = ["table", "picked", "resume_box", "resume_pick"]  # the Runs tab's lists (handlers.show_runs)
 
 

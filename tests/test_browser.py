@@ -46,52 +46,12 @@ def test_retrain_then_chat_in_the_browser(browser, tiny_model, tiny_dataset, run
             timeout=30_000)  # the first thing a visitor sees: what serves and how good it is
         page.screenshot(path=str(shots / "first.png"), full_page=True)
 
-        page.get_by_role("tab", name="Train").click()
-        page.get_by_role("button", name=re.compile("Retrain")).click()
-        expect(page.locator(".job-line")).to_contain_text("done", timeout=120_000)
-        run_id = backend.job.status()["run_id"]
-        expect(page.locator(".job-line")).to_contain_text(run_id)
-        expect(page.get_by_text("Confusion matrix (rows: true label)")).to_be_visible()
-        page.screenshot(path=str(shots / "train.png"), full_page=True)
-
-        second = browser.new_page()  # another browser tab: the state lives in the server, not the page
-        second.goto(url)
-        second.get_by_role("tab", name="Train").click()
-        expect(second.locator(".job-line")).to_contain_text(f"done · run {run_id}", timeout=30_000)
-        second.close()
+        run_id = retrain(page, browser, backend, url, shots)
+        label = chat(page, backend, run_id, shots, monkeypatch)
+        correct(page, label, runs_dir, shots)
 
         page.get_by_role("tab", name="Classify").click()
-        accuracy = backend.model_info()["test_accuracy"]
-        expect(page.get_by_text(f"test accuracy {accuracy:.1%}")).to_be_visible(timeout=15_000)
-        calls = count_model_calls(backend, monkeypatch)
         box = page.get_by_placeholder("Type a tweet and press Enter")
-        box.fill("<b>so happy</b> today, love it")
-        box.press("Enter")
-        reply = page.locator(".message-row").filter(has_text=run_id).last
-        expect(reply).to_contain_text(re.compile("negative|neutral|positive"), timeout=30_000)
-        expect(page.get_by_test_id("user").get_by_text("<b>so happy</b> today, love it")).to_be_visible()  # as text
-        label = re.search("negative|neutral|positive", reply.inner_text()).group()
-        why = page.get_by_test_id("highlighted-text")  # the Why panel: the same label, each word highlighted
-        expect(why.get_by_test_id("block-label")).to_contain_text(f"Why {label}: “", timeout=15_000)
-        words = why.get_by_test_id("highlighted-text:textfield").locator("span.highlighted")
-        expect(words).to_have_count(len("<b>so happy</b> today, love it".split()))  # each word has its colour
-        expect(words.filter(has_text="happy")).to_have_count(1)
-        expect(page.locator(".output-class")).to_have_text(label)  # the probability bars: the same answer
-        assert calls == [1], f"one chat message ran the model {calls} times"
-        page.screenshot(path=str(shots / "classify.png"), full_page=True)
-
-        other = next(l for l in ("negative", "neutral", "positive") if l != label)
-        page.get_by_role("radio", name=other, exact=True).check()
-        page.get_by_role("button", name="Save the correction").click()
-        expect(page.get_by_text(f"this tweet is {other}")).to_be_visible(timeout=15_000)
-        page.get_by_role("tab", name="Train").click()
-        expect(page.get_by_text(re.compile(r"1\s*correction\(s\) from the chat are waiting"))).to_be_visible(
-            timeout=15_000)
-        page.screenshot(path=str(shots / "correction.png"), full_page=True)
-        [saved] = corrections.load(runs_dir)
-        assert (saved.text, saved.model_label, saved.corrected_label) == ("<b>so happy</b> today, love it", label, other)
-
-        page.get_by_role("tab", name="Classify").click()
         box.fill("   ")
         box.press("Enter")
         expect(page.get_by_text("the text is empty")).to_be_visible()
@@ -99,6 +59,75 @@ def test_retrain_then_chat_in_the_browser(browser, tiny_model, tiny_dataset, run
         page.get_by_role("tab", name="Runs").click()
         expect(page.get_by_role("grid", name="Runs (newest first)")).to_contain_text(run_id)
         page.screenshot(path=str(shots / "runs.png"), full_page=True)
+
+
+def retrain(page, browser, backend, url, shots) -> str:
+    """Train tab: Retrain, the job line until done, its results; the note "started: …" gone once it ended;
+    another browser tab sees the same job. → the run's id."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("button", name=re.compile("Retrain")).click()
+    expect(page.get_by_text(re.compile("started: training"))).to_be_visible(timeout=15_000)
+    expect(page.locator(".job-line")).to_contain_text("done", timeout=120_000)
+    run_id = backend.job.status()["run_id"]
+    expect(page.locator(".job-line")).to_contain_text(run_id)
+    expect(page.get_by_text("Confusion matrix (rows: true label)")).to_be_visible()
+    expect(page.get_by_text(re.compile("started: training"))).to_have_count(0, timeout=15_000)
+    page.screenshot(path=str(shots / "train.png"), full_page=True)
+
+    second = browser.new_page()  # another browser tab: the state lives in the server, not the page
+    second.goto(url)
+    second.get_by_role("tab", name="Train").click()
+    expect(second.locator(".job-line")).to_contain_text(f"done · run {run_id}", timeout=30_000)
+    second.close()
+    return run_id
+
+
+TWEET = "<b>so happy</b> today, love it"
+
+
+def chat(page, backend, run_id, shots, monkeypatch) -> str:
+    """Classify tab: what serves, a tweet typed and sent; the reply, the Why highlights and the probability
+    bars give one label, from one model call. → that label."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Classify").click()
+    accuracy = backend.model_info()["test_accuracy"]
+    expect(page.get_by_text(f"test accuracy {accuracy:.1%}")).to_be_visible(timeout=15_000)
+    calls = count_model_calls(backend, monkeypatch)
+    box = page.get_by_placeholder("Type a tweet and press Enter")
+    box.fill(TWEET)
+    box.press("Enter")
+    reply = page.locator(".message-row").filter(has_text=run_id).last
+    expect(reply).to_contain_text(re.compile("negative|neutral|positive"), timeout=30_000)
+    expect(page.get_by_test_id("user").get_by_text(TWEET)).to_be_visible()  # as text, not markup
+    label = re.search("negative|neutral|positive", reply.inner_text()).group()
+    why = page.get_by_test_id("highlighted-text")  # the Why panel: the same label, each word highlighted
+    expect(why.get_by_test_id("block-label")).to_contain_text(f"Why {label}: “", timeout=15_000)
+    words = why.get_by_test_id("highlighted-text:textfield").locator("span.highlighted")
+    expect(words).to_have_count(len(TWEET.split()))  # each word has its colour
+    expect(words.filter(has_text="happy")).to_have_count(1)
+    expect(page.locator(".output-class")).to_have_text(label)  # the probability bars: the same answer
+    assert calls == [1], f"one chat message ran the model {calls} times"
+    page.screenshot(path=str(shots / "classify.png"), full_page=True)
+    return label
+
+
+def correct(page, label, runs_dir, shots) -> None:
+    """Another label picked and saved: the chat confirms it, the Train tab counts it, the file holds it."""
+    from playwright.sync_api import expect
+
+    other = next(l for l in ("negative", "neutral", "positive") if l != label)
+    page.get_by_role("radio", name=other, exact=True).check()
+    page.get_by_role("button", name="Save the correction").click()
+    expect(page.get_by_text(f"this tweet is {other}")).to_be_visible(timeout=15_000)
+    page.get_by_role("tab", name="Train").click()
+    expect(page.get_by_text(re.compile(r"1\s*correction\(s\) from the chat are waiting"))).to_be_visible(
+        timeout=15_000)
+    page.screenshot(path=str(shots / "correction.png"), full_page=True)
+    [saved] = corrections.load(runs_dir)
+    assert (saved.text, saved.model_label, saved.corrected_label) == (TWEET, label, other)
 
 
 def count_model_calls(backend, monkeypatch) -> list[int]:

@@ -53,3 +53,23 @@ def test_the_live_view_sends_only_the_progress_when_nothing_changed(backend):
     first = handlers.live(backend, None)
     assert {"progress", "loss_plot", "scores", "seen"} <= set(first)
     assert set(handlers.live(backend, first["seen"])) == {"progress"}
+
+
+def test_the_note_under_the_buttons_is_cleared_once_the_job_has_ended(backend, monkeypatch):
+    real, state = backend.job.status, {"state": "running"}
+    monkeypatch.setattr(backend.job, "status", lambda: {**real(), "run_id": "r1", **state})
+    assert "action_note" not in handlers.live(backend, None)  # "started: …" stays while the job runs
+    state["state"] = "done"
+    ended = handlers.live(backend, None)
+    assert ended["action_note"] == ""
+    assert set(handlers.live(backend, ended["seen"])) == {"progress"}  # cleared once, not on every poll
+
+
+def test_a_single_validation_point_is_drawn_over_the_runs_steps():
+    from web import views
+
+    events = [{"event": "log", "step": s, "loss": 1.0} for s in range(1, 9)] + [
+        {"event": "eval", "step": 8, "eval_accuracy": 0.5, "eval_f1_macro": 0.4}]
+    plot = handlers.validation_plot(*views.curves(events))
+    assert plot.x_lim == [0, 9] and list(plot.value["data"][0][:2]) == [8, 0.5]  # the point, inside the axis
+    assert handlers.validation_plot(*views.curves([])).empty  # nothing yet: an empty table, no axis

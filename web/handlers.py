@@ -170,8 +170,12 @@ def push(backend: Backend, profile) -> dict:
     return {"action_note": _note(backend.push_again(profile), "⏳ ")}
 
 
+ENDED = {"done", "failed", "stopped"}  # job states after which the note under the buttons ("started: …") is stale
+
+
 def live(backend: Backend, seen) -> dict:
-    """The Train tab's live view; plots and results only when something changed since this page's last poll."""
+    """The Train tab's live view; plots and results only when something changed since this page's last poll,
+    and the note under the buttons cleared once the job it spoke of has ended (its result shows instead)."""
     status, events = backend.job.status(), backend.job.events()
     key = (status.get("run_id"), status["state"], len(events), (status.get("push") or {}).get("state"),
            tuple((p["run_id"], p["checkpoint_step"]) for p in status["resumable"]))
@@ -180,12 +184,19 @@ def live(backend: Backend, seen) -> dict:
     loss, val = views.curves(events)
     metrics, push_result = status.get("metrics"), status.get("push")
     return {"progress": views.progress_html(status), "plots_box": gr.Row(visible=bool(len(loss) or len(val))),
-            "loss_plot": loss, "eval_plot": val, "log_box": views.event_log(events),
+            "loss_plot": loss, "eval_plot": validation_plot(loss, val), "log_box": views.event_log(events),
             "result_box": gr.Column(visible=bool(metrics or push_result)), "scores": views.before_after(metrics),
             "matrix": views.confusion(metrics), "report": views.data_report_md(status.get("data_report")),
             "pushed": views.push_md(push_result, status.get("hub_model_id") or backend.defaults.hub_model_id),
             "resume_button": gr.Button(visible=bool(status["resumable"])), "resume_note": views.resume_md(status),
-            "seen": key}
+            "seen": key, **({"action_note": ""} if status["state"] in ENDED else {})}
+
+
+def validation_plot(loss, val):
+    """The validation points over the run's steps (0 to a little past the last one, so that the last point
+    shows whole): a one-epoch run's single point would otherwise get an axis of its own, ticked "8.000000"."""
+    last = max([*loss["step"], *val["step"]], default=0)
+    return gr.ScatterPlot(value=val, x_lim=[0, last + max(1, round(last / 20))]) if last else val
 
 
 def show_runs(backend: Backend) -> dict:
@@ -202,7 +213,7 @@ def show_run(backend: Backend, run_id) -> dict:
                 "card": ""}
     run = Run(backend.runs_dir / run_id)
     loss, val = views.curves(run.history())
-    return {"run_box": gr.Column(visible=True), "run_loss": loss, "run_eval": val,
+    return {"run_box": gr.Column(visible=True), "run_loss": loss, "run_eval": validation_plot(loss, val),
             "run_scores": views.before_after(run.metrics), "card": views.model_card(run)}
 
 
