@@ -75,7 +75,8 @@ FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
 # where the model computes in bf16: the tanh form of GELU as the exact (erf) GELU it approximates. They
 # differ by at most 4.7e-4, under bf16's rounding: 91% of bf16 outputs are the same bits, the rest one
 # unit apart. torch's CPU kernel for the tanh form is 4-5x slower (bf16, 32 x 24 x 3072: forward 2.6 ms
-# against 0.5, backward 2.7 against 1.1), a fifth of a bf16 gpt2 forward (RESULTS.md "GELU in bf16")
+# against 0.5, backward 2.7 against 1.1), a fifth of a bf16 gpt2 forward
+# (RESULTS.md "Dropout, the embeddings and GELU in bf16")
 BF16_ACTIVATIONS = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
 
 

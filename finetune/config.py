@@ -117,7 +117,7 @@ class TrainConfig:
     freeze_embeddings: bool = field(default=True, metadata=_help(
         "Keep the token embedding matrix fixed (gpt2: 38M of 124M weights, smollm2-135m: 28M of 135M): no "
         "dense gradient to zero and less optimizer work per step, 1.06-1.12x the tweets per second in bf16 "
-        "(RESULTS.md \"Dropout and the embeddings\")."))
+        "(RESULTS.md \"Dropout, the embeddings and GELU in bf16\")."))
     dropout: float = field(default=0.0, metadata=_help(
         "Dropout rate of every dropout in the model while training (gpt2's own is 0.1; its random masks "
         "take a seventh of a bf16 step on CPU, and one short epoch has little to overfit; 0 = none)."))

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
 # tweets per forward pass in a batch call: gpt2-random in bf16 on AMX, 1,000 tweets, alternating runs:
-# median 236 tweets/s at 32, 275 at 64, 279 at 96, 249 at 128 (RESULTS.md "Dropout, the embeddings…")
+# median 236 tweets/s at 32, 275 at 64, 279 at 96, 249 at 128
+# (RESULTS.md "Dropout, the embeddings and GELU in bf16")
 BATCH_SIZE = 64
 
 

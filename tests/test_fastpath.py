@@ -164,7 +164,6 @@ def test_length_grouping_sees_every_tweet_once_per_epoch_with_less_padding(tiny_
 
 def test_embeddings_stay_fixed_by_default(tiny_config, tiny_model):
     from safetensors.torch import load_file
-
     from finetune.config import TrainConfig
 
     assert TrainConfig.freeze_embeddings  # the product's default (tiny_config trains them: conftest)
