@@ -37,6 +37,9 @@ class JobState(StrEnum):
     STOPPED = "stopped"
 
 
+ENDED = frozenset({JobState.DONE, JobState.STOPPED, JobState.FAILED})  # a job in these has a result to show
+
+
 class TrainingJob:
     """Runs `finetune.train.fine_tune` in a daemon thread; one job at a time, never queued."""
 
@@ -245,7 +248,7 @@ class TrainingJob:
                   "base_model": self._cfg.base_model if self._cfg else None,
                   "hub_model_id": self._cfg.hub_model_id if self._cfg else "",
                   "started": folder.get("started")}
-        if run and self._state in (JobState.DONE, JobState.STOPPED, JobState.FAILED):
+        if run and self._state in ENDED:
             status.update(_results(run))
         return status
 

@@ -11,6 +11,7 @@ import gradio as gr
 
 from core.errors import UserError, first_line
 from core.runs import Run
+from finetune import jobs
 
 from . import dataview, views
 from .backend import Backend
@@ -170,9 +171,6 @@ def push(backend: Backend, profile) -> dict:
     return {"action_note": _note(backend.push_again(profile), "⏳ ")}
 
 
-ENDED = {"done", "failed", "stopped"}  # job states after which the note under the buttons ("started: …") is stale
-
-
 def live(backend: Backend, seen) -> dict:
     """The Train tab's live view; plots and results only when something changed since this page's last poll,
     and the note under the buttons cleared once the job it spoke of has ended (its result shows instead)."""
@@ -189,7 +187,7 @@ def live(backend: Backend, seen) -> dict:
             "matrix": views.confusion(metrics), "report": views.data_report_md(status.get("data_report")),
             "pushed": views.push_md(push_result, status.get("hub_model_id") or backend.defaults.hub_model_id),
             "resume_button": gr.Button(visible=bool(status["resumable"])), "resume_note": views.resume_md(status),
-            "seen": key, **({"action_note": ""} if status["state"] in ENDED else {})}
+            "seen": key, **({"action_note": ""} if status["state"] in jobs.ENDED else {})}
 
 
 def validation_plot(loss, val):
