@@ -321,8 +321,9 @@ def resolve_serving_precision(precision: str = "auto") -> str:
       tweet), else eager fp32. Also where bf16 trains faster without AMX: on an AMD EPYC with AVX-512-BF16
       eager bf16 took 35.4 ms for one tweet against ONNX Runtime fp32's 24.1 (1,000 tweets: 87.5 against
       56.5 a second), and one tweet is what a visitor waits for.
-    Every int8 format measured changed labels (dynamic: 18%, dynamic with down_proj in fp32: 6%) or was
-    slower (8-bit blockwise weights in ONNX Runtime, torchao's int8 weights). The classifier serves on
+    Every int8 format measured changed labels (ONNX Runtime's dynamic int8: 14%, 3.4% after SmoothQuant;
+    99% only with every down_proj in fp32, slower than bf16) or was slower (8-bit blockwise weights in
+    ONNX Runtime, torchao's int8 weights; RESULTS.md "Int8 serving, smoothed"). The classifier serves on
     the CPU, also on a machine with a GPU. Anything but auto is returned as it is."""
     import importlib.util
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
 from .coalesce import Coalescer
+from .quantize import quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -171,34 +171,6 @@ class Classifier(SentimentModel):
             return super().predict_proba_variants(text, variants)
         logits = shared_start_logits(self.model, head, ids[0], ids[1:])
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
-
-
-def conv1d_to_linear(module: torch.nn.Module) -> torch.nn.Module:
-    """Replace transformers' `Conv1D` layers (gpt2's: y = x @ W + b, W stored (in, out)) by the
-    equivalent `nn.Linear` (W stored (out, in)), which quantisation and other tools understand."""
-    from transformers.pytorch_utils import Conv1D
-
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1D):
-                linear = torch.nn.Linear(child.weight.shape[0], child.nf, dtype=child.weight.dtype)
-                linear.weight.data = child.weight.data.t().contiguous()
-                linear.bias.data = child.bias.data
-                setattr(parent, name, linear)
-    return module
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Int8 weights (one scale per output channel) for every linear layer of the transformer body,
-    activations quantised on the fly (`torch.ao` dynamic quantisation); the head stays fp32."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig
-
-    body = conv1d_to_linear(model.base_model)  # quantize_dynamic skips Conv1D
-    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(body, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                               dtype=torch.qint8, inplace=True)
-    return model
 
 
 class FewShot(SentimentModel):

@@ -14,7 +14,7 @@ from core.model import cpu_has_amx, granted_cores, load_classifier, load_tokeniz
 
 MEASURED_BF16_SPEEDUP = core.model.cpu_bf16_speedup  # bound at collection, before conftest patches it
 from inference import ModelServer
-from inference.classifier import Classifier, conv1d_to_linear
+from inference.classifier import Classifier
 
 TWEETS = ["i love this so much", "awful terrible day", "going to work on the bus", "love", "meeting",
           "the worst monday at the office, so sad and angry", "great fun with my best friends today",
@@ -24,20 +24,6 @@ TWEETS = ["i love this so much", "awful terrible day", "going to work on the bus
 @pytest.fixture(scope="module")
 def fp32(trained_run):
     return Classifier.load(trained_run, precision="fp32")
-
-
-def test_conv1d_to_linear_is_exact(tiny_model):
-    tok = load_tokenizer(str(tiny_model))
-    model = load_classifier(str(tiny_model), tok).eval()
-    batch = tok(TWEETS[:5], padding=True, return_tensors="pt")
-    with torch.inference_mode():
-        before = model(**batch).logits
-    conv1d_to_linear(model)
-    with torch.inference_mode():
-        after = model(**batch).logits
-    assert not any(type(m).__name__ == "Conv1D" for m in model.modules())
-    assert sum(isinstance(m, torch.nn.Linear) for m in model.modules()) == 2 * 4 + 1  # 4 per layer + head
-    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
 
 
 def test_bf16_models_get_the_erf_gelu_that_the_tanh_form_approximates(tiny_model, tiny_config):
