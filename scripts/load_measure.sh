@@ -26,6 +26,7 @@ for threads in 0 1; do
   done
   if [ "$threads" = 0 ]; then
     $PY -m scripts.load_test --url "http://127.0.0.1:$PORT" --clients 16 --requests 160 | tee "$OUT/idle.json"
+    $PY -m scripts.load_test --url "http://127.0.0.1:$PORT" --clients 16 --requests 160 --rest | tee "$OUT/idle-rest.json"
   fi
   $PY -m scripts.load_test --url "http://127.0.0.1:$PORT" --clients 16 --requests 160 --while-training \
       --train-size 2000 | tee "$OUT/training-threads$threads.json"

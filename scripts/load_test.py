@@ -1,6 +1,7 @@
-"""Load test: many concurrent gradio_client clients classifying through the app's /classify API.
+"""Load test: many concurrent clients classifying through the app's /classify API (gradio_client, or
+Gradio's REST call API with --rest) or its JSON API (--json-api).
 
-    python -m scripts.load_test --url http://127.0.0.1:7860 --clients 16 --requests 320 [--json-api]
+    python -m scripts.load_test --url http://127.0.0.1:7860 --clients 16 --requests 320 [--rest | --json-api]
     python -m scripts.load_test --url http://127.0.0.1:7860 --while-training --train-size 2000 --epochs 1
 
 Bounded in count (--requests) and time (--timeout per request, --deadline for the whole test), for a
@@ -59,20 +60,50 @@ class JsonClient:
         self.http.close()
 
 
+class RestClient(JsonClient):
+    """One connection to Gradio's REST call API for `api_name`: POST /gradio_api/call/<name> queues the
+    event, its event stream then answers. The same queue and handler as gradio_client, without the
+    threads each gradio_client runs: 16 of those on this machine's 2 cores cost the load test more CPU
+    than the server (RESULTS.md "Under load, without the clients' cost")."""
+
+    def __init__(self, url: str, timeout: float, api_name: str = "/classify"):
+        super().__init__(url, timeout)
+        self.path = "gradio_api/call" + api_name
+
+    def classify(self, text: str) -> dict:
+        queued = self.http.post(self.path, json={"data": [text]})
+        queued.raise_for_status()
+        with self.http.stream("GET", f"{self.path}/{queued.json()['event_id']}") as stream:
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event in ("complete", "error"):
+                    data = json.loads(line.removeprefix("data: "))
+                    if event == "error":
+                        raise RuntimeError((data or {}).get("error") or "the app answered with an error")
+                    return data[0]
+        raise RuntimeError("the event stream ended without an answer")
+
+
+VIA = {"gradio_client": "/classify (gradio_client)", "rest": "/classify (Gradio's REST call API)",
+       "json-api": "POST /api/classify"}
+
+
 def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60.0, deadline: float = 300.0,
-             texts: list[str] | None = None, api_name: str = "/classify", json_api: bool = False) -> dict:
+             texts: list[str] | None = None, api_name: str = "/classify", via: str = "gradio_client") -> dict:
     """`requests` classifications spread over `clients` concurrent clients (each its own connection
-    and thread), through gradio_client's `api_name` or (json_api) `POST /api/classify`; returns the
-    counts, throughput and latencies (ms)."""
+    and thread), `via` one of VIA: gradio_client's `api_name`, the same through Gradio's REST call API,
+    or `POST /api/classify`; returns the counts, throughput and latencies (ms)."""
     host = urlparse(url).hostname
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to load-test {host}: this script only targets a server on this machine")
     texts = texts or TWEETS
     per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:  # connecting is not timed
-        connected = list(pool.map(lambda _: JsonClient(url, timeout) if json_api else client(url), range(clients)))
-    ask = ((lambda c, text: c.classify(text)) if json_api else
-           (lambda c, text: c.submit(text, api_name=api_name).result(timeout=timeout)))
+        connected = list(pool.map(lambda _: connect(url, timeout, api_name, via), range(clients)))
+    ask = ((lambda c, text: c.submit(text, api_name=api_name).result(timeout=timeout)) if via == "gradio_client"
+           else (lambda c, text: c.classify(text)))
     latencies: list[float] = []
     errors: Counter = Counter()
     lock = threading.Lock()
@@ -111,6 +142,14 @@ def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60
         "p50_ms": _ms(statistics.median(latencies) if latencies else None),
         "p95_ms": _ms(percentile(latencies, 0.95)), "max_ms": _ms(max(latencies, default=None)),
     }
+
+
+def connect(url: str, timeout: float, api_name: str, via: str):
+    if via not in VIA:
+        raise SystemExit(f"via must be one of {', '.join(VIA)}, got {via!r}")
+    if via == "json-api":
+        return JsonClient(url, timeout)
+    return RestClient(url, timeout, api_name) if via == "rest" else client(url)
 
 
 def _ms(value):
@@ -179,8 +218,12 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=320, help="classifications in all (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=60, help="seconds one request may take (default: %(default)s)")
     p.add_argument("--deadline", type=float, default=600, help="seconds for the whole test (default: %(default)s)")
-    p.add_argument("--json-api", action="store_true",
-                   help="ask POST /api/classify (the JSON API) instead of /classify through gradio_client")
+    via = p.add_mutually_exclusive_group()
+    via.add_argument("--json-api", dest="via", action="store_const", const="json-api", default="gradio_client",
+                     help="ask POST /api/classify (the JSON API) instead of /classify through gradio_client")
+    via.add_argument("--rest", dest="via", action="store_const", const="rest",
+                     help="ask /classify through Gradio's REST call API with plain HTTP: the same queue as "
+                          "gradio_client, for a fraction of the clients' CPU")
     p.add_argument("--while-training", action="store_true",
                    help="start a training job through /train first, measure while it runs, then stop it")
     p.add_argument("--train-size", type=int, default=2000, help="with --while-training (default: %(default)s)")
@@ -188,12 +231,12 @@ def main(argv=None) -> int:
     p.add_argument("--base-model", default=None, help="with --while-training: the model to train (default: the app's)")
     args = p.parse_args(argv)
 
-    report = {"while_training": args.while_training, "api": "POST /api/classify" if args.json_api else "/classify"}
+    report = {"while_training": args.while_training, "api": VIA[args.via]}
     if args.while_training:
         settings = quick_training(train_size=args.train_size, epochs=args.epochs, base_model=args.base_model)
         before = start_training(args.url, settings)
         report["training_before"] = {k: before.get(k) for k in ("state", "run_id", "step", "total_steps")}
-    report.update(run_load(args.url, args.clients, args.requests, args.timeout, args.deadline, json_api=args.json_api))
+    report.update(run_load(args.url, args.clients, args.requests, args.timeout, args.deadline, via=args.via))
     if args.while_training:
         after = job(args.url, "status")
         report["training_after"] = {k: after.get(k) for k in ("state", "run_id", "step", "total_steps")}

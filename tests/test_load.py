@@ -15,7 +15,7 @@ from gradio_client.utils import QueueError
 
 import app as app_module
 from finetune.config import TrainConfig
-from scripts.load_test import client, quick_training, run_load, start_training, stop_and_wait
+from scripts.load_test import RestClient, client, quick_training, run_load, start_training, stop_and_wait
 from tests.helpers import serve
 
 
@@ -33,8 +33,11 @@ def test_concurrent_clients_are_all_answered_idle_and_while_training(defaults, t
         idle = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
         print("idle:", idle)
         assert idle["answered"] == 12 and idle["failed"] == 0, idle["errors"]
-        json_api = run_load(url, clients=6, requests=12, timeout=60, deadline=120, json_api=True)
-        assert json_api["answered"] == 12 and json_api["failed"] == 0, json_api["errors"]
+        for via in ("json-api", "rest"):  # the JSON API, and /classify through Gradio's REST call API
+            other = run_load(url, clients=6, requests=12, timeout=60, deadline=120, via=via)
+            assert other["answered"] == 12 and other["failed"] == 0, (via, other["errors"])
+        with pytest.raises(RuntimeError, match="the text is empty"):  # the app's own message comes through
+            RestClient(url, timeout=30).classify("")
 
         before = start_training(url, quick_training(epochs=100, train_size=200, early_stopping_patience=0), wait_steps=1)
         busy = run_load(url, clients=6, requests=12, timeout=60, deadline=120)
