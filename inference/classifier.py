@@ -32,9 +32,10 @@ from .quantize import quantize_int8
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
-# tweets per forward pass in a batch call: gpt2-random in bf16 on AMX, 1,000 tweets, alternating runs:
-# median 236 tweets/s at 32, 275 at 64, 279 at 96, 249 at 128
-# (RESULTS.md "Dropout, the embeddings and GELU in bf16")
+# tweets per forward pass in a batch call: gpt2-random in bf16 on AMX, 1,000 tweets sorted by tokens, the
+# first call / a second one, two processes each: 32: 243-254 / 311-321 tweets/s, 64: 275-281 / 350-361,
+# 96: 285-294 / 353-372, 128: 289-300 / 357-366; more than 64 buys 2-5% for more memory
+# (RESULTS.md "Batches sorted by tokens")
 BATCH_SIZE = 64
 
 
