@@ -21,8 +21,9 @@ from huggingface_hub import model_info
 from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
-from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, load_classifier, load_tokenizer, predict_proba,
-                        resolve_serving_precision, set_threads, shared_start_logits, torch_dtype)
+from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, keep_freed_memory, load_classifier,
+                        load_tokenizer, predict_proba, resolve_serving_precision, set_threads,
+                        shared_start_logits, torch_dtype)
 from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
@@ -140,6 +141,7 @@ class Classifier(SentimentModel):
             raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}")
         precision = resolve_serving_precision(precision)
         threads = set_threads(threads)
+        keep_freed_memory()
         tokenizer = load_tokenizer(source, revision=revision)
 
         def load_torch(dtype=torch.float32):

@@ -50,3 +50,39 @@ def test_precision_auto_falls_back_without_fast_hardware(monkeypatch):
     assert resolve_precision("auto") == "fp32" and resolve_precision("fp16") == "fp32"
     monkeypatch.setattr("core.model.cpu_bf16_speedup", lambda: 4.2)  # AVX-512-BF16 (AMD EPYC) or AMX
     assert resolve_precision("auto") == "bf16" and resolve_precision("fp32") == "fp32"
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_serving_keeps_freed_memory_for_the_next_batch(trained_run, monkeypatch):
+    import ctypes
+
+    import core.model
+    from inference import classifier
+
+    assert core.model.keep_freed_memory() is True  # glibc took both thresholds
+    calls = []
+    monkeypatch.setattr(classifier, "keep_freed_memory", lambda: calls.append(1))
+    classifier.Classifier.load(trained_run, precision="fp32")
+    assert calls == [1]
+
+    def no_glibc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_glibc)
+    assert core.model.keep_freed_memory() is False  # another C library: nothing changes, nothing fails
+
+
+def test_predict_proba_batches_by_tokens_not_characters(tiny_model):
+    """A tweet short in characters but long in tokens is batched with the long ones, not the short."""
+    from core.model import predict_proba
+
+    tok = load_tokenizer(str(tiny_model))
+    model = load_classifier(str(tiny_model), tok).eval()
+    dense, few, many = "x7#q@z!9%k~", "love love love", "love love love love love"
+    n_tokens = {t: len(tok(t)["input_ids"]) for t in ("love", dense, few, many)}
+    assert len(dense) < len(few) and n_tokens[dense] > n_tokens[many] > n_tokens[few] > n_tokens["love"]
+    widths = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                    with_kwargs=True)
+    predict_proba(model, tok, [many, dense, "love", few], 32, batch_size=2)
+    assert widths == [n_tokens[few], n_tokens[dense]]  # by characters: [dense's, many's]
