@@ -98,6 +98,8 @@ def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60
     host = urlparse(url).hostname
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to load-test {host}: this script only targets a server on this machine")
+    if via not in VIA:
+        raise SystemExit(f"via must be one of {', '.join(VIA)}, got {via!r}")
     texts = texts or TWEETS
     per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:  # connecting is not timed
@@ -145,8 +147,6 @@ def run_load(url: str, clients: int = 8, requests: int = 64, timeout: float = 60
 
 
 def connect(url: str, timeout: float, api_name: str, via: str):
-    if via not in VIA:
-        raise SystemExit(f"via must be one of {', '.join(VIA)}, got {via!r}")
     if via == "json-api":
         return JsonClient(url, timeout)
     return RestClient(url, timeout, api_name) if via == "rest" else client(url)
