@@ -3,7 +3,7 @@
     python -m bench.serving ours|pipeline [--model M] [--precision P] [--latency-tweets N] [--batch-tweets N]
 
 ours      Classifier.load(model) with its defaults (or --precision): length-sorted batches padded per
-          batch, no autograd, the serving default (`auto`: ONNX Runtime fp32) or any of
+          batch, no autograd, the serving default (`auto`: bf16 on AMX, ONNX Runtime fp32 without) or any of
           SERVING_PRECISIONS; then agreement of its predictions with eager fp32's on test tweets
           (--agreement-model: a fine-tuned run to check it on instead)
 pipeline  transformers.pipeline("text-classification") on the same fp32 model, its defaults (batch 1)

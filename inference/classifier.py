@@ -28,6 +28,7 @@ from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
 from .coalesce import Coalescer
+from .prepack import prepack
 from .quantize import quantize_int8
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,9 @@ class Classifier(SentimentModel):
     def load(cls, source: str | Path, precision: str = "auto", revision: str | None = None,
              threads: int = 0) -> "Classifier":
         """precision: auto (the fastest format that keeps fp32's labels on this machine, see
-        `resolve_serving_precision`), fp32 / bf16 (eager torch), int8 (torch dynamic quantisation: changes
-        labels), onnx-fp32 / onnx-int8 (ONNX Runtime, exported once and cached beside the weights)."""
+        `resolve_serving_precision`), fp32 / bf16 (eager torch; bf16's weights packed for oneDNN by
+        `inference.prepack`), int8 (torch dynamic quantisation: changes labels), onnx-fp32 / onnx-int8
+        (ONNX Runtime, exported once and cached beside the weights)."""
         source = str(source)
         path = Path(source).expanduser()
         if (path / "status.json").exists():  # a run folder: only a complete one may serve
@@ -153,6 +155,8 @@ class Classifier(SentimentModel):
             model = load_torch(torch_dtype(precision))
             if precision == "int8":
                 quantize_int8(model)
+            elif precision == "bf16":
+                prepack(model)
         clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))
         clf.precision = precision
         return clf
