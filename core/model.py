@@ -249,14 +249,26 @@ def keep_freed_memory() -> bool:
     again (until its adaptive threshold has grown past them). gpt2-random in bf16 on AMX, a first
     1,000-tweet call: 291–297 tweets/s by default, 321–330 with this (RESULTS.md "Batches sorted by
     tokens"). Process-wide; False where the C library is not glibc (nothing changes there)."""
+    libc = _glibc()
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(libc and libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Hand the free heap back to the kernel once (glibc's malloc_trim), e.g. what a model load freed:
+    kept memory is for the next batch, not for the weights that loading converted and dropped (170 MB
+    for gpt2 in bf16). True when some was released; False elsewhere than glibc."""
+    libc = _glibc()
+    return bool(libc and libc.malloc_trim(0))
+
+
+def _glibc():
     import ctypes
 
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, TRIM_THRESHOLD))
+        return None
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -22,8 +22,8 @@ from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
 from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, keep_freed_memory, load_classifier,
-                        load_tokenizer, predict_proba, resolve_serving_precision, set_threads,
-                        shared_start_logits, torch_dtype)
+                        load_tokenizer, predict_proba, release_freed_memory, resolve_serving_precision,
+                        set_threads, shared_start_logits, torch_dtype)
 from core.settings import SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
@@ -157,6 +157,7 @@ class Classifier(SentimentModel):
                 quantize_int8(model)
             elif precision == "bf16":
                 prepack(model)
+        release_freed_memory()  # what loading converted and dropped (the kept heap is for batches)
         clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))
         clf.precision = precision
         return clf

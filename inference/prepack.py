@@ -51,10 +51,12 @@ def prepack(model: torch.nn.Module) -> int:
 
     if not can_prepack() or next(model.parameters()).dtype != torch.bfloat16:
         return 0
+    layers = torch.nn.Linear | Conv1D
     count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear | Conv1D) and child.weight.dtype == torch.bfloat16:
+    for parent in [m for m in model.modules() if not isinstance(m, layers)]:  # no list holds the old layers
+        for name in [name for name, child in parent.named_children() if isinstance(child, layers)]:
+            child = getattr(parent, name)
+            if child.weight.dtype == torch.bfloat16:  # each old weight is freed as its packed copy is made
                 weight = child.weight.t() if isinstance(child, Conv1D) else child.weight
                 setattr(parent, name, PackedLinear(weight, child.bias))
                 count += 1

@@ -61,15 +61,20 @@ def test_serving_keeps_freed_memory_for_the_next_batch(trained_run, monkeypatch)
 
     assert core.model.keep_freed_memory() is True  # glibc took both thresholds
     calls = []
-    monkeypatch.setattr(classifier, "keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(classifier, "keep_freed_memory", lambda: calls.append("keep"))
+    monkeypatch.setattr(classifier, "release_freed_memory", lambda: calls.append("release"))
     classifier.Classifier.load(trained_run, precision="fp32")
-    assert calls == [1]
+    assert calls == ["keep", "release"]  # kept for batches, once what loading dropped is handed back
+    free = [torch.empty(1 << 22) for _ in range(8)]  # 128 MB in blocks under the 64 MiB mmap threshold
+    del free
+    assert core.model.release_freed_memory() is True
 
     def no_glibc(name):
         raise OSError(f"{name}: cannot open shared object file")
 
     monkeypatch.setattr(ctypes, "CDLL", no_glibc)
     assert core.model.keep_freed_memory() is False  # another C library: nothing changes, nothing fails
+    assert core.model.release_freed_memory() is False
 
 
 def test_predict_proba_batches_by_tokens_not_characters(tiny_model):
