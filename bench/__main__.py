@@ -40,7 +40,7 @@ LEVERS = {
     "LoRA r=8 (peft)": {"lora": "true"},
 }
 # Classifier.load precisions weighed against its default (auto: bf16 with AMX, else ONNX Runtime fp32)
-SERVING_LEVERS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "int8")
+SERVING_LEVERS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "onnx-int8-block", "int8")
 
 
 def parse_args(argv=None):

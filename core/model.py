@@ -349,8 +349,9 @@ def resolve_precision(precision: str) -> str:
 
 def resolve_serving_precision(precision: str = "auto") -> str:
     """`auto` → the fastest serving format that kept fp32's labels here (RESULTS.md "Speed"):
-    - a CPU with AMX: eager bf16 (99.7% of a fine-tuned smollm2's labels on 1,000 test tweets; one tweet
-      about as fast as ONNX Runtime fp32, a batch 2.7x; and no export before a new run can serve);
+    - a CPU with AMX: eager bf16, its weights packed for oneDNN (`inference.prepack`; 99.7–100% of a
+      fine-tuned smollm2's labels on 1,000 test tweets; gpt2-random: one tweet 17 ms against ONNX Runtime
+      fp32's 23, a batch 3.9x; and no export before a new run can serve);
     - else ONNX Runtime in fp32 when onnxruntime is installed (the same labels; 1.7x eager fp32 for one
       tweet), else eager fp32. Also where bf16 trains faster without AMX: on an AMD EPYC with AVX-512-BF16
       eager bf16 took 35.4 ms for one tweet against ONNX Runtime fp32's 24.1 (1,000 tweets: 87.5 against

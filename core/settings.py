@@ -21,7 +21,7 @@ VARIABLES = {
 }
 
 # SERVING_PRECISION / --precision; auto: the fastest that keeps fp32's labels (core.model.resolve_serving_precision)
-SERVING_PRECISIONS = ("auto", "fp32", "bf16", "int8", "onnx-fp32", "onnx-int8")
+SERVING_PRECISIONS = ("auto", "fp32", "bf16", "int8", "onnx-fp32", "onnx-int8", "onnx-int8-block")
 
 
 @dataclass(frozen=True)

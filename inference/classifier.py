@@ -123,8 +123,8 @@ class Classifier(SentimentModel):
              threads: int = 0) -> "Classifier":
         """precision: auto (the fastest format that keeps fp32's labels on this machine, see
         `resolve_serving_precision`), fp32 / bf16 (eager torch; bf16's weights packed for oneDNN by
-        `inference.prepack`), int8 (torch dynamic quantisation: changes labels), onnx-fp32 / onnx-int8
-        (ONNX Runtime, exported once and cached beside the weights)."""
+        `inference.prepack`), int8 (torch dynamic quantisation: changes labels), onnx-fp32 / onnx-int8 /
+        onnx-int8-block (ONNX Runtime, exported once and cached beside the weights; `inference.onnx_backend`)."""
         source = str(source)
         path = Path(source).expanduser()
         if (path / "status.json").exists():  # a run folder: only a complete one may serve

@@ -31,7 +31,7 @@ def exports(folder):
     return sorted(p.name for p in (folder / onnx_backend.SERVING_DIR).glob("*.onnx"))
 
 
-@pytest.mark.parametrize("precision, tolerance", [("onnx-fp32", 1e-4), ("onnx-int8", 0.05)])
+@pytest.mark.parametrize("precision, tolerance", [("onnx-fp32", 1e-4), ("onnx-int8", 0.05), ("onnx-int8-block", 0.05)])
 def test_onnx_gives_eager_labels(run, eager, precision, tolerance):
     clf = Classifier.load(run, precision=precision)
     assert clf.precision == precision and isinstance(clf.model, onnx_backend.OrtModel)
@@ -63,6 +63,17 @@ def test_export_is_cached_and_redone_when_the_weights_change(run, monkeypatch):
     assert len(exports(run)) == 1 and exports(run) != first  # the stale file replaced, not kept beside
     fresh = Classifier.load(run, precision="fp32").predict_proba(TWEETS)
     assert (clf.predict_proba(TWEETS).argmax(1) == fresh.argmax(1)).mean() >= 0.9
+
+
+def test_blockwise_int8_is_its_own_export_with_an_fp32_head(run):
+    import onnx
+
+    block = Classifier.load(run, precision="onnx-int8-block").model.path
+    ops = [node.op_type for node in onnx.load(str(block)).graph.node]
+    assert "MatMulNBits" in ops and "MatMulInteger" not in ops
+    assert ops.count("MatMul") >= 1  # the head (and attention's products of activations) stay fp32
+    Classifier.load(run, precision="onnx-int8")  # another precision's export does not replace it
+    assert len(exports(run)) == 2 and block.exists()
 
 
 def test_failed_export_serves_eager_fp32(run, eager, monkeypatch, caplog):
@@ -104,5 +115,5 @@ def test_auto_is_bf16_with_amx_else_onnx_fp32_and_settings_switch_it(trained_run
 
 def test_unknown_precision_is_a_sentence(trained_run):
     from core.errors import UserError
-    with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, int8, onnx-fp32, onnx-int8"):
+    with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, int8, onnx-fp32, onnx-int8, onnx-int8-block"):
         Classifier.load(trained_run, precision="fp8")
