@@ -146,13 +146,13 @@ class Classifier(SentimentModel):
         keep_freed_memory()
         tokenizer = load_tokenizer(source, revision=revision)
 
-        def load_torch(dtype=torch.float32):
-            return load_classifier(source, tokenizer, revision=revision, dtype=dtype)
+        def load_torch(dtype=torch.float32, serving=False):
+            return load_classifier(source, tokenizer, revision=revision, dtype=dtype, serving=serving)
 
         if precision.startswith("onnx-"):  # the torch model is loaded only to export it
             model, precision = _onnx_or_eager(load_torch, tokenizer, source, precision, revision, threads)
         else:
-            model = load_torch(torch_dtype(precision))
+            model = load_torch(torch_dtype(precision), serving=True)
             if precision == "int8":
                 quantize_int8(model)
             elif precision == "bf16":
@@ -211,7 +211,7 @@ def _onnx_or_eager(load_torch, tokenizer, source: str, precision: str, revision:
         reason = (str(exc).splitlines() or [""])[0][:200]
         log.warning("cannot serve %s through ONNX Runtime (%s: %s); serving it in eager fp32",
                     source, type(exc).__name__, reason)
-        return load_torch(), "fp32"
+        return load_torch(serving=True), "fp32"
 
 
 def _trained_max_length(path: Path) -> int:

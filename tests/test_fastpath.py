@@ -59,6 +59,19 @@ def test_fast_precisions_agree_with_fp32(trained_run, fp32, precision):
     np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
 
 
+def test_training_builds_eager_attention_and_serving_sdpa(trained_run, tiny_model, tiny_config, monkeypatch):
+    """On the CPU: eager attention to train (SDPA's backward is slow on tweets), SDPA to serve (no
+    backward; one tweet about 10% sooner); on a GPU both SDPA."""
+    tok = load_tokenizer(str(tiny_model))
+    assert train.model_to_train(tiny_config(), tok).config._attn_implementation == "eager"
+    served = Classifier.load(trained_run, precision="bf16")
+    assert served.model.config._attn_implementation == "sdpa"
+    assert (served.predict_proba(TWEETS).argmax(1) == Classifier.load(trained_run, precision="fp32")
+            .predict_proba(TWEETS).argmax(1)).mean() >= 0.9
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert core.model.attention_kernel() is None and core.model.attention_kernel(serving=True) is None
+
+
 def test_serving_precision_is_auto_unless_asked(trained_run, runs_dir, monkeypatch):
     import shutil
     shutil.copytree(trained_run, runs_dir / trained_run.name)
