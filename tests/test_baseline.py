@@ -43,6 +43,28 @@ def test_few_shot_scores_the_label_words_after_the_prompt(tiny_model, one_per_pa
         np.testing.assert_allclose(p, torch.softmax(logits, -1).numpy(), atol=1e-5)
 
 
+def test_one_tweet_reuses_the_examples_cached_once(tiny_model, monkeypatch):
+    """A single tweet (a visitor's message) runs only its own tokens after the examples' cached keys and
+    values: the same probabilities as the whole prompt, and the examples are computed once."""
+    tok = load_tokenizer(str(tiny_model))
+    model = load_causal_lm(str(tiny_model))
+    clf = FewShotClassifier(model, tok, pick_examples(ROWS, 3), calibration_texts(ROWS, 12))
+    calls = []  # (tokens, with cached keys and values) per forward of the body
+
+    def record(module, args, kwargs):
+        ids = kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]
+        calls.append((ids.shape[1], kwargs.get("past_key_values") is not None))
+    model.base_model.register_forward_pre_hook(record, with_kwargs=True)
+    for text in ["i love this", "the monday bus at the office again", "i love this"]:
+        np.testing.assert_allclose(clf.predict_proba([text]), clf.predict_proba([text], pack=False), atol=1e-5)
+        np.testing.assert_allclose(clf.predict_proba([text], calibrated=False),
+                                   clf.predict_proba([text], calibrated=False, pack=False), atol=1e-5)
+    prefix = len(clf._prefix_ids)
+    assert [n for n, cached in calls if not cached and n == prefix] == [prefix]  # the examples alone: once
+    cached = [n for n, cached in calls if cached]
+    assert len(cached) == 6 and max(cached) < prefix  # each tweet: its own tokens and the answer cue only
+
+
 def test_calibration_divides_by_the_mean_over_the_calibration_tweets(tiny_model):
     tok = load_tokenizer(str(tiny_model))
     model = load_causal_lm(str(tiny_model))
@@ -96,6 +118,7 @@ def test_a_model_without_position_ids_is_prompted_row_by_row(tiny_model):
     clf = FewShotClassifier(bloom, tok, pick_examples(ROWS, 3))
     probs = clf.predict_proba(["i love this", "so sad"])  # packing is skipped, not failed
     np.testing.assert_allclose(probs, clf.predict_proba(["i love this", "so sad"], pack=False), atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(["so sad"]), probs[1:], atol=1e-5)  # and the cached prefix works
 
 
 def test_serving_can_calibrate_on_the_tweets_written_for_the_project():
