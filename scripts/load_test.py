@@ -12,6 +12,7 @@ training job's state and steps before and after. Exit status 0 when every reques
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -31,9 +32,21 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def client(url: str):
+    """A gradio_client Client. It opens a new httpx client for every request, and each would build a
+    verified TLS context from the CA bundle: 12 of the 15.5 s of CPU that 16 clients spent on 160
+    requests. They share one, built once (`tls_context`), which verifies just the same."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False, ssl_verify=tls_context())
+
+
+@functools.cache
+def tls_context():
+    """httpx's default verified context (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), once; httpx
+    takes an SSLContext wherever gradio_client passes its `ssl_verify` (typed bool) as `verify`."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 def percentile(values: list[float], q: float) -> float | None:

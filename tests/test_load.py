@@ -94,3 +94,21 @@ def test_an_error_in_one_request_does_not_disturb_concurrent_ones(defaults):
         for job in bad:
             with pytest.raises(AppError, match="empty"):
                 job.result(timeout=60)
+
+
+def test_gradio_clients_share_one_verifying_tls_context(monkeypatch):
+    """gradio_client opens an httpx client per request; given one context, none builds its own from the
+    CA bundle again (what used up the load test's CPU), and certificates are still checked."""
+    import ssl
+
+    import gradio_client
+
+    from scripts import load_test
+
+    made = []
+    monkeypatch.setattr(gradio_client, "Client", lambda url, **kwargs: made.append(kwargs) or kwargs)
+    client("http://127.0.0.1:1"), client("http://127.0.0.1:2")
+    context = load_test.tls_context()
+    assert [kwargs["ssl_verify"] for kwargs in made] == [context, context]
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert httpx.Client(verify=context)._transport._pool._ssl_context is context  # httpx uses it as it is
