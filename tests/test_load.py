@@ -55,16 +55,20 @@ def test_beyond_the_queue_limit_a_request_is_told_busy_retry_and_the_server_stay
     monkeypatch.setattr(app_module, "CONCURRENCY", 1)
     monkeypatch.setattr(app_module, "CLASSIFY_CONCURRENCY", 1)
     with serve(defaults) as (_, backend, url):
-        release = threading.Event()
+        holding, release = threading.Event(), threading.Event()
         real = backend.classify
 
         def slow(text):  # every request holds the one worker until released: the queue fills up
+            holding.set()
             release.wait(timeout=60)
             return real(text)
         backend.classify = slow
 
         rush = client(url)
-        jobs = [rush.submit("so happy today", api_name="/classify") for _ in range(6)]
+        jobs = [rush.submit("so happy today", api_name="/classify")]
+        # the rest come once the first holds the worker (sent together, two could both sit in the queue)
+        assert holding.wait(timeout=30), "the first request never reached the worker"
+        jobs += [rush.submit("so happy today", api_name="/classify") for _ in range(5)]
         # one request runs (and is held), two wait in the queue: the other three are refused at once
         deadline = time.monotonic() + 30
         while sum(job.done() for job in jobs) < 3:
