@@ -351,22 +351,34 @@ def resolve_precision(precision: str) -> str:
 
 
 def resolve_serving_precision(precision: str = "auto") -> str:
-    """`auto` → the fastest serving format that kept fp32's labels here (RESULTS.md "Speed"):
-    - a CPU with AMX: eager bf16, its weights packed for oneDNN (`inference.prepack`; 99.7–100% of a
-      fine-tuned smollm2's labels on 1,000 test tweets; gpt2-random: one tweet 17 ms against ONNX Runtime
-      fp32's 23, a batch 3.9x; and no export before a new run can serve);
-    - else ONNX Runtime in fp32 when onnxruntime is installed (the same labels; 1.7x eager fp32 for one
-      tweet), else eager fp32. Also where bf16 trains faster without AMX: on an AMD EPYC with AVX-512-BF16
-      eager bf16 took 35.4 ms for one tweet against ONNX Runtime fp32's 24.1 (1,000 tweets: 87.5 against
-      56.5 a second), and one tweet is what a visitor waits for.
-    Every int8 format measured changed labels (ONNX Runtime's dynamic int8: 14%, 3.4% after SmoothQuant;
-    99% only with every down_proj in fp32, slower than bf16) or was slower (8-bit blockwise weights in
-    ONNX Runtime, torchao's int8 weights; RESULTS.md "Int8 serving, smoothed"). The classifier serves on
-    the CPU, also on a machine with a GPU. Anything but auto is returned as it is."""
-    import importlib.util
-
+    """`auto` → the fastest serving format that kept fp32's labels here (RESULTS.md "Speed"): where
+    ONNX Runtime is installed, `onnx-int8-checked` (`inference.checked`): one tweet through ONNX
+    Runtime's int8 first, and again through `checking_precision()` where int8's two best labels lie
+    too close to trust; batches in that exact format. Int8 alone changed labels (ONNX Runtime's dynamic
+    int8: 14%, 3.4% after SmoothQuant, RESULTS.md "Int8 serving, smoothed"); checked, 99.6–100% stayed
+    fp32's, and one tweet took 9.6 ms against packed bf16's 18 (gpt2-random, AMX). Without ONNX
+    Runtime, `checking_precision()` alone (bf16 with AMX, else fp32). The classifier serves on the CPU, also on a machine
+    with a GPU. Anything but auto is returned as it is."""
     if precision != "auto":
         return precision
+    return "onnx-int8-checked" if _has_onnxruntime() else checking_precision()
+
+
+def checking_precision() -> str:
+    """The exact format: what serves batches and checks int8 under `onnx-int8-checked`.
+    - A CPU with AMX: eager bf16, its weights packed for oneDNN (`inference.prepack`; 99.7–100% of a
+      fine-tuned smollm2's labels on 1,000 test tweets; gpt2-random: one tweet 17 ms against ONNX
+      Runtime fp32's 23, a batch 3.9x).
+    - Else ONNX Runtime in fp32 when it is installed (the same labels; 1.7x eager fp32 for one tweet),
+      else eager fp32. Also where bf16 trains faster without AMX: on an AMD EPYC with AVX-512-BF16
+      eager bf16 took 35.4 ms for one tweet against ONNX Runtime fp32's 24.1 (1,000 tweets: 87.5
+      against 56.5 a second)."""
     if cpu_has_amx():
         return "bf16"
-    return "onnx-fp32" if importlib.util.find_spec("onnxruntime") is not None else "fp32"
+    return "onnx-fp32" if _has_onnxruntime() else "fp32"
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None

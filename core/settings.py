@@ -21,7 +21,8 @@ VARIABLES = {
 }
 
 # SERVING_PRECISION / --precision; auto: the fastest that keeps fp32's labels (core.model.resolve_serving_precision)
-SERVING_PRECISIONS = ("auto", "fp32", "bf16", "int8", "onnx-fp32", "onnx-int8", "onnx-int8-block")
+SERVING_PRECISIONS = ("auto", "fp32", "bf16", "int8", "onnx-fp32", "onnx-int8", "onnx-int8-block", "onnx-int8-checked")
+CHECKED = "onnx-int8-checked"  # one tweet through onnx-int8 first, checked by an exact format (inference.checked)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
 from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, keep_freed_memory, load_classifier,
-                        load_tokenizer, predict_proba, release_freed_memory, resolve_serving_precision,
-                        set_threads, shared_start_logits, torch_dtype)
-from core.settings import SERVING_PRECISIONS
+                        checking_precision, load_tokenizer, predict_proba, release_freed_memory,
+                        resolve_serving_precision, set_threads, shared_start_logits, torch_dtype)
+from core.settings import CHECKED, SERVING_PRECISIONS
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
+from .checked import Checked, prepare_soon
 from .coalesce import Coalescer
 from .prepack import prepack
 from .quantize import quantize_int8
@@ -109,6 +110,8 @@ class Classifier(SentimentModel):
 
     kind = "fine-tuned"
     precision = "fp32"      # what Classifier.load resolved: one of SERVING_PRECISIONS but auto
+    checked: Checked | None = None  # onnx-int8-checked, once prepared: one tweet through int8 first
+    checked_by = ""         # onnx-int8-checked: the exact format that checks int8 and serves batches
     pack_variants = True    # False: classify_variants pads one row per variant (the slower reference)
 
     def __init__(self, model, tokenizer, name: str, source: str, max_length: int = MAX_LENGTH,
@@ -117,6 +120,8 @@ class Classifier(SentimentModel):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.name, self.source = name, source
         self.max_length, self.batch_size = max_length, batch_size
+        self.checked_ready = threading.Event()  # onnx-int8-checked: set once int8 is ready, or failed
+        self.checked_ready.set()
 
     @classmethod
     def load(cls, source: str | Path, precision: str = "auto", revision: str | None = None,
@@ -124,7 +129,9 @@ class Classifier(SentimentModel):
         """precision: auto (the fastest format that keeps fp32's labels on this machine, see
         `resolve_serving_precision`), fp32 / bf16 (eager torch; bf16's weights packed for oneDNN by
         `inference.prepack`), int8 (torch dynamic quantisation: changes labels), onnx-fp32 / onnx-int8 /
-        onnx-int8-block (ONNX Runtime, exported once and cached beside the weights; `inference.onnx_backend`)."""
+        onnx-int8-block (ONNX Runtime, exported once and cached beside the weights; `inference.onnx_backend`),
+        onnx-int8-checked (one tweet through onnx-int8 first, checked by the exact format, which serves
+        batches: `inference.checked`; prepared in the background)."""
         source = str(source)
         path = Path(source).expanduser()
         if (path / "status.json").exists():  # a run folder: only a complete one may serve
@@ -149,20 +156,32 @@ class Classifier(SentimentModel):
         def load_torch(dtype=torch.float32, serving=False):
             return load_classifier(source, tokenizer, revision=revision, dtype=dtype, serving=serving)
 
-        if precision.startswith("onnx-"):  # the torch model is loaded only to export it
-            model, precision = _onnx_or_eager(load_torch, tokenizer, source, precision, revision, threads)
-        else:
-            model = load_torch(torch_dtype(precision), serving=True)
-            if precision == "int8":
-                quantize_int8(model)
-            elif precision == "bf16":
-                prepack(model)
+        exact = checking_precision() if precision == CHECKED else precision
+        model, exact = _load_model(load_torch, tokenizer, source, exact, revision, threads)
         release_freed_memory()  # what loading converted and dropped (the kept heap is for batches)
         clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))
-        clf.precision = precision
+        clf.precision = exact
+        if precision == CHECKED:  # int8 first for one tweet, once it is exported and calibrated
+            clf.precision, clf.checked_by = CHECKED, exact
+            clf.checked_ready.clear()
+            prepare_soon(clf, lambda: clf._int8(load_torch, revision, threads), clf.exact_proba)
         return clf
 
+    def _int8(self, load_torch, revision: str | None, threads: int):
+        from .onnx_backend import onnx_model
+
+        model = onnx_model(load_torch, self.tokenizer, self.source, "onnx-int8", revision, threads)
+        release_freed_memory()
+        return lambda texts: predict_proba(model, self.tokenizer, texts, self.max_length, self.batch_size)
+
     def predict_proba(self, texts: list[str]) -> np.ndarray:
+        checked = self.checked
+        if checked is not None and len(texts) == 1:
+            return checked(texts, self.exact_proba)
+        return self.exact_proba(texts)
+
+    def exact_proba(self, texts: list[str]) -> np.ndarray:
+        """In the format the classifier serves batches in (the one that checks int8's answers)."""
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
 
     def predict_proba_variants(self, text: str, variants: list[str]) -> np.ndarray:
@@ -196,6 +215,18 @@ class FewShot(SentimentModel):
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.clf.predict_proba(texts)
+
+
+def _load_model(load_torch, tokenizer, source: str, precision: str, revision: str | None, threads: int):
+    """(the model that serves, its precision): eager fp32 when an ONNX format cannot be had."""
+    if precision.startswith("onnx-"):  # the torch model is loaded only to export it
+        return _onnx_or_eager(load_torch, tokenizer, source, precision, revision, threads)
+    model = load_torch(torch_dtype(precision), serving=True)
+    if precision == "int8":
+        quantize_int8(model)
+    elif precision == "bf16":
+        prepack(model)
+    return model, precision
 
 
 def _onnx_or_eager(load_torch, tokenizer, source: str, precision: str, revision: str | None, threads: int):

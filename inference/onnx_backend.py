@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +32,7 @@ FORMAT = 2               # bump when the export or the quantisation changes: old
 CACHE_DIR = Path.home() / ".cache" / "tweet-sentiment" / "onnx"
 SERVING_DIR = "serving"  # inside a run folder
 OPSET = 17
+_EXPORTING = threading.Lock()
 
 
 class OrtModel:
@@ -69,8 +71,13 @@ def onnx_model(load_torch, tokenizer, source: str, precision: str, revision: str
 def cached_export(load_torch, tokenizer, source: str, precision: str, revision: str | None = None) -> Path:
     key = weights_key(source, revision, precision)
     path = cache_dir(source) / f"{precision}-{key}.onnx"
-    if path.exists():
-        return path
+    with _EXPORTING:  # the exporter's state is global: one export at a time (a second finds the first's file)
+        if not path.exists():
+            _export_to(path, key, load_torch, tokenizer, source, precision)
+    return path
+
+
+def _export_to(path: Path, key: str, load_torch, tokenizer, source: str, precision: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # a crash half-way leaves no file to trust
         exported = Path(tmp) / "fp32.onnx"
@@ -86,7 +93,6 @@ def cached_export(load_torch, tokenizer, source: str, precision: str, revision: 
             old.unlink()
         os.replace(exported, path)
     log.info("exported %s to %s", source, path)
-    return path
 
 
 def weights_key(source: str, revision: str | None, precision: str) -> str:

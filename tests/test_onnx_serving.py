@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from core.model import resolve_serving_precision
+from core.model import checking_precision, resolve_serving_precision
 from inference import ModelServer
 from inference import onnx_backend
 from inference.classifier import Classifier
@@ -97,23 +97,28 @@ def test_unwritable_folder_exports_to_the_cache_dir(run, tmp_path, monkeypatch):
     assert clf.model.path.parent.parent == tmp_path / "cache" and exports(run) == []
 
 
-def test_auto_is_bf16_with_amx_else_onnx_fp32_and_settings_switch_it(trained_run, runs_dir, monkeypatch):
-    for amx in (False, True):  # measured: the int8 formats change labels or are slower, with AMX or without
+def test_auto_is_int8_checked_by_bf16_with_amx_else_by_onnx_fp32_and_settings_switch_it(trained_run, runs_dir,
+                                                                                        monkeypatch):
+    for amx in (False, True):
         with monkeypatch.context() as m:
             m.setattr("core.model.cpu_has_amx", lambda: amx)
-            assert resolve_serving_precision("auto") == ("bf16" if amx else "onnx-fp32")
+            assert resolve_serving_precision("auto") == "onnx-int8-checked"
+            assert checking_precision() == ("bf16" if amx else "onnx-fp32")
             m.setattr("importlib.util.find_spec", lambda name: None)  # no onnxruntime installed
-            assert resolve_serving_precision("auto") == ("bf16" if amx else "fp32")
+            assert resolve_serving_precision("auto") == checking_precision() == ("bf16" if amx else "fp32")
             assert resolve_serving_precision("onnx-int8") == "onnx-int8"
 
     shutil.copytree(trained_run, runs_dir / trained_run.name)
-    assert ModelServer(runs_dir).get().precision == "onnx-fp32"
+    served = ModelServer(runs_dir).get()
+    assert (served.precision, served.checked_by) == ("onnx-int8-checked", "onnx-fp32")
     for precision in ("fp32", "onnx-int8"):
         monkeypatch.setenv("SERVING_PRECISION", precision)
-        assert ModelServer(runs_dir).get().precision == precision
+        served = ModelServer(runs_dir).get()
+        assert (served.precision, served.checked_by) == (precision, "")
 
 
 def test_unknown_precision_is_a_sentence(trained_run):
     from core.errors import UserError
-    with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, int8, onnx-fp32, onnx-int8, onnx-int8-block"):
+    with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, int8, onnx-fp32, onnx-int8, "
+                                        "onnx-int8-block, onnx-int8-checked"):
         Classifier.load(trained_run, precision="fp8")
