@@ -34,6 +34,7 @@ def test_finetune_then_inference(tiny_model, tiny_dataset, runs_dir):
     line = json.loads(out.stdout)
     assert line["label"] in line["scores"] and abs(sum(line["scores"].values()) - 1) < 1e-4
     assert line["model"] == run.id
+    assert not list(run.path.glob("serving/onnx-int8-*"))  # one call: no int8 export for single tweets
     out = cli("-m", "inference", "--runs-dir", str(runs_dir), "good day", "", "bad day")   # latest run by default
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 2  # the empty one is skipped, with a warning
     assert "skipped 1 empty text" in out.stderr
