@@ -154,7 +154,10 @@ def agreement_paths(served: dict) -> str:
     """The two paths' agreements behind the worse one (older bench files have only the one figure)."""
     if "agreement_one_by_one" not in served:
         return ""
-    return f"in one call {100 * served['agreement_batch']:.1f}%, one by one {100 * served['agreement_one_by_one']:.1f}%"
+    paths = f"in one call {100 * served['agreement_batch']:.1f}%, one by one {100 * served['agreement_one_by_one']:.1f}%"
+    if "rechecked_share" in served:
+        paths += f" ({100 * served['rechecked_share']:.0f}% of single tweets checked in {served['checked_by']})"
+    return paths
 
 
 def figures(train: dict, serve: dict, peak: dict) -> dict:

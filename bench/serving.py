@@ -109,6 +109,8 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
         fp32 = labels_of(reference, sample)
         batch, single = (labels_of(ours, sample, one_by_one) == fp32 for one_by_one in (False, True))
         # the worse of the two paths a tweet can take: in one call with others, or alone
+        if ours.checked is not None:  # the share of single tweets int8 was unsure of, over every one asked
+            result["rechecked_share"] = round(ours.checked.rechecked / max(ours.checked.answered, 1), 4)
         result.update(agreement=round(float(min(batch.mean(), single.mean())), 4),
                       agreement_batch=round(float(batch.mean()), 4), agreement_one_by_one=round(float(single.mean()), 4),
                       agreement_tweets=len(sample), agreement_model=source)

@@ -51,12 +51,15 @@ def unsure(probs: np.ndarray, gate: float) -> np.ndarray:
 class Checked:
     fast: Probabilities     # int8
     gate: float             # log-probability gap under which int8's label is checked
+    answered: int = 0       # texts answered, and how many of them the exact format answered again
+    rechecked: int = 0
 
     def __call__(self, texts: list[str], exact: Probabilities) -> np.ndarray:
         probs = self.fast(texts)
         check = unsure(probs, self.gate)
         if check.any():
             probs[check] = exact([t for t, c in zip(texts, check) if c])
+        self.answered, self.rechecked = self.answered + len(texts), self.rechecked + int(check.sum())
         return probs
 
 

@@ -37,8 +37,9 @@ def test_only_the_close_calls_go_to_the_exact_format():
         asked.append(texts)
         return np.array([[0.3, 0.3, 0.4]] * len(texts))
 
-    got = Checked(fast, gate=0.1)(["clear", "close", "clear"], exact)
-    assert asked == [["close"]]
+    checked = Checked(fast, gate=0.1)
+    got = checked(["clear", "close", "clear"], exact)
+    assert asked == [["close"]] and (checked.answered, checked.rechecked) == (3, 1)
     np.testing.assert_allclose(got, [[0.8, 0.1, 0.1], [0.3, 0.3, 0.4], [0.8, 0.1, 0.1]])
 
 

@@ -284,6 +284,21 @@ def test_freeze_layers_is_checked(tiny_config):
         tiny_config(freeze_layers=1, lora=True).validate()
 
 
+def test_bench_serving_measures_both_paths_of_int8_checked(tiny_model, tiny_dataset):
+    """Under onnx-int8-checked a tweet alone and a tweet in a batch take different paths: the agreement
+    is the worse of the two, and the report says both."""
+    from bench.__main__ import agreement_paths
+    from bench.serving import measure
+
+    ours = measure("ours", str(tiny_model), str(tiny_dataset), "cpu", "onnx-int8-checked", latency_tweets=3,
+                   batch_tweets=20, agreement_tweets=20, agreement_model=None)
+    assert (ours["precision"], ours["checked_by"]) == ("onnx-int8-checked", "onnx-fp32")  # conftest: no AMX
+    assert ours["agreement"] == min(ours["agreement_batch"], ours["agreement_one_by_one"]) >= 0.9
+    assert 0 <= ours["rechecked_share"] <= 1
+    assert agreement_paths(ours).startswith(f"in one call {100 * ours['agreement_batch']:.1f}%, one by one")
+    assert "of single tweets checked in onnx-fp32" in agreement_paths(ours)
+
+
 def test_bench_main_runs_each_case_and_divides_ours_by_the_baselines(monkeypatch, tmp_path):
     """`python -m bench --quick` with its workers stubbed: every case is asked for once, and the figures
     are ours over the baselines of the same run."""
