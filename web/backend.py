@@ -182,7 +182,10 @@ class Backend:
 
     def health(self) -> dict:
         model, status = self.server.model, self.job.status()
+        ready = getattr(model, "checked_ready", None)  # onnx-int8-checked: its int8 pass prepared (or given up)
         return {"status": "ok", "model_loaded": model is not None, "model": model.name if model else None,
                 "model_kind": model.kind if model else None, "model_reason": getattr(model, "reason", ""),
+                "model_precision": getattr(model, "precision", None),
+                "model_prepared": model is not None and (ready is None or ready.is_set()),
                 "model_error": "" if model else (self.server.error or "loading"),
                 "job_running": self.job.busy, "job_state": status["state"], "run_id": status.get("run_id")}
