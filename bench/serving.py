@@ -99,7 +99,7 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
         raise SystemExit(f"unknown case {case!r}: ours or pipeline")
     result.update(rss_before_load_mb=rss_before, peak_rss_mb=peak_rss_mb(),
                   serve_extra_mb=round(peak_rss_mb() - rss_before, 1))
-    if case == "ours":  # after the memory figures: the fp32 reference must not count as serving memory
+    if case == "ours" and agreement_tweets:  # after the memory figures: the fp32 reference must not count as serving memory
         source = agreement_model or model_path
         sample = tweets[:agreement_tweets]
         torch.manual_seed(0)
