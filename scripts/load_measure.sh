@@ -21,7 +21,7 @@ for threads in 0 1; do
     $PY app.py > "$OUT/app-threads$threads.log" 2>&1 &
   app=$!
   for _ in $(seq 120); do
-    curl -sf "http://127.0.0.1:$PORT/health" | grep -q '"model_loaded":true' && break
+    curl -sf "http://127.0.0.1:$PORT/health" | grep -q '"model_prepared":true' && break  # int8 first ready, where auto has it
     sleep 1
   done
   if [ "$threads" = 0 ]; then
