@@ -357,8 +357,8 @@ def resolve_serving_precision(precision: str = "auto") -> str:
     too close to trust; batches in that exact format. Int8 alone changed labels (ONNX Runtime's dynamic
     int8: 14%, 3.4% after SmoothQuant, RESULTS.md "Int8 serving, smoothed"); checked, 99.6–100% stayed
     fp32's, and one tweet took 9.6 ms against packed bf16's 18 (gpt2-random, AMX). Without ONNX
-    Runtime, `checking_precision()` alone (bf16 with AMX, else fp32). The classifier serves on the CPU, also on a machine
-    with a GPU. Anything but auto is returned as it is."""
+    Runtime, `checking_precision()` alone (bf16 with AMX, else fp32). The classifier serves on the
+    CPU, also on a machine with a GPU. Anything but auto is returned as it is."""
     if precision != "auto":
         return precision
     return "onnx-int8-checked" if _has_onnxruntime() else checking_precision()

@@ -168,6 +168,7 @@ class Classifier(SentimentModel):
         return clf
 
     def _int8(self, load_torch, revision: str | None, threads: int):
+        """texts → probabilities through the onnx-int8 export of these weights (made now if not cached)."""
         from .onnx_backend import onnx_model
 
         model = onnx_model(load_torch, self.tokenizer, self.source, "onnx-int8", revision, threads)
