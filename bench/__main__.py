@@ -40,7 +40,7 @@ LEVERS = {
     "LoRA r=8 (peft)": {"lora": "true"},
 }
 # Classifier.load precisions weighed against its default (auto: bf16 with AMX, else ONNX Runtime fp32)
-SERVING_LEVERS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "onnx-int8-block", "onnx-int8-checked", "int8")
+SERVING_LEVERS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "onnx-int8-block", "int8")
 
 
 def parse_args(argv=None):
@@ -155,9 +155,9 @@ def agreement_paths(served: dict) -> str:
     if "agreement_one_by_one" not in served:
         return ""
     paths = f"in one call {100 * served['agreement_batch']:.1f}%, one by one {100 * served['agreement_one_by_one']:.1f}%"
-    if "rechecked_share" in served:
-        paths += f" ({100 * served['rechecked_share']:.0f}% of single tweets checked in {served['checked_by']})"
-    return paths
+    checked = [f"{100 * served[f'rechecked_share_{path}']:.0f}% of {path} answers checked in fp32"
+               for path in ("single", "batch") if f"rechecked_share_{path}" in served]
+    return paths + (f" ({', '.join(checked)})" if checked else "")
 
 
 def figures(train: dict, serve: dict, peak: dict) -> dict:
@@ -216,7 +216,9 @@ def table(r: dict) -> str:
                  TARGETS["train_peak_fraction"] + " of bf16",
                  f"{pct(r['train_peak_fraction'])} of {ours['precision']}, {pct(r['train_bf16_peak_fraction'])} of bf16", ""))
     sp, so = s["pipeline"], s["ours"]
-    served = so["precision"] + (f", checked by {so['checked_by']}" if so.get("checked_by") else "")
+    route = so.get("serving") or {}
+    served = so["precision"] + (f": one tweet {route['one tweet'].split(' ')[0]}, batches {route['batches'].split(' ')[0]}"
+                                if "one tweet" in route else "")
     rows.append((f"one tweet, median ms ({served})", f"{sp['latency_ms']:.1f}", f"{so['latency_ms']:.1f}",
                  times(r["infer_latency_ratio"]), TARGETS["infer_latency_ratio"], "",
                  f"{sp['peak_rss_mb']:.0f} -> {so['peak_rss_mb']:.0f}"))

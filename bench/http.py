@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     runs_dir = tempfile.mkdtemp(prefix="bench-http-")
     model = Classifier.load(seed_run(args.model, args.dataset, runs_dir))
-    model.checked_ready.wait()  # as the app serves it once prepared (the export is then cached for the app)
+    model.ready.wait()  # as the app serves it once prepared (the exports are then cached for the app)
     alone = p50_ms(model.classify, args.requests)
     del model
     app, url = start_app(args.model, runs_dir)

@@ -4,7 +4,7 @@
 
 ours      Classifier.load(model) with its defaults (or --precision): length-sorted batches padded per
           batch, no autograd, the serving default (`auto`: bf16 on AMX, ONNX Runtime fp32 without) or any of
-          SERVING_PRECISIONS; then agreement of its predictions with eager fp32's on test tweets
+          inference.policy.PRECISIONS; then agreement of its predictions with eager fp32's on test tweets
           (--agreement-model: a fine-tuned run to check it on instead)
 pipeline  transformers.pipeline("text-classification") on the same fp32 model, its defaults (batch 1)
 
@@ -22,8 +22,8 @@ import torch
 from finetune import data
 from finetune.config import TrainConfig
 from core.model import load_classifier, load_tokenizer, torch_dtype
-from core.settings import SERVING_PRECISIONS
 from inference.classifier import Classifier
+from inference.policy import PRECISIONS
 
 from . import current_rss_mb, default_dataset, default_model, emit, peak_rss_mb
 
@@ -64,7 +64,7 @@ def load_ours(source: str, precision: str | None, device: str) -> Classifier:
         clf.model.to("cuda", dtype=torch_dtype(clf.precision))
         return clf
     clf = Classifier.load(source) if precision is None else Classifier.load(source, precision=precision)
-    clf.checked_ready.wait()  # onnx-int8-checked: timed as it serves once prepared (its int8 export, calibration)
+    clf.ready.wait()  # auto: timed as it serves once its formats are measured and chosen (exports, gates)
     return clf
 
 
@@ -84,7 +84,7 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
     if case == "ours":
         start = time.perf_counter()
         clf = load_ours(model_path, precision, device)
-        result = {"case": case, "precision": clf.precision, "checked_by": clf.checked_by,
+        result = {"case": case, "precision": clf.precision, "serving": clf.serving(),
                   "load_s": round(time.perf_counter() - start, 2), "threads": torch.get_num_threads(),
                   **timed(clf.classify, tweets, latency_tweets, batch_tweets)}
     elif case == "pipeline":
@@ -109,8 +109,8 @@ def measure(case: str, model_path: str, dataset: str, device: str, precision: st
         fp32 = labels_of(reference, sample)
         batch, single = (labels_of(ours, sample, one_by_one) == fp32 for one_by_one in (False, True))
         # the worse of the two paths a tweet can take: in one call with others, or alone
-        if ours.checked is not None:  # the share of single tweets int8 was unsure of, over every one asked
-            result["rechecked_share"] = round(ours.checked.rechecked / max(ours.checked.answered, 1), 4)
+        for path, check in (ours.route.checks if ours.route else {}).items():  # the lossy formats' checks
+            result[f"rechecked_share_{path}"] = round(check.rechecked / max(check.answered, 1), 4)
         result.update(agreement=round(float(min(batch.mean(), single.mean())), 4),
                       agreement_batch=round(float(batch.mean()), 4), agreement_one_by_one=round(float(single.mean()), 4),
                       agreement_tweets=len(sample), agreement_model=source)
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", default=default_model())
     p.add_argument("--dataset", default=default_dataset())
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--precision", default=None, choices=SERVING_PRECISIONS,
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="ours: the number format and runtime (default: Classifier.load's, auto; bf16 on a GPU)")
     p.add_argument("--latency-tweets", type=int, default=50)
     p.add_argument("--batch-tweets", type=int, default=1000)

@@ -296,7 +296,8 @@ def cpu_name() -> str:
 
 
 def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX tiles (Intel Sapphire Rapids and later): serving picks bf16 by it."""
+    """Whether the CPU has AMX tiles (Intel Sapphire Rapids and later): said beside every figure measured
+    here (benchmarks, a run's speed); nothing is chosen by it."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -348,37 +349,3 @@ def resolve_precision(precision: str) -> str:
     if precision == "fp16" and not cuda:
         return "fp32"
     return precision
-
-
-def resolve_serving_precision(precision: str = "auto") -> str:
-    """`auto` → the fastest serving format that kept fp32's labels here (RESULTS.md "Speed"): where
-    ONNX Runtime is installed, `onnx-int8-checked` (`inference.checked`): one tweet through ONNX
-    Runtime's int8 first, and again through `checking_precision()` where int8's two best labels lie
-    too close to trust; batches in that exact format. Int8 alone changed labels (ONNX Runtime's dynamic
-    int8: 14%, 3.4% after SmoothQuant, RESULTS.md "Int8 serving, smoothed"); checked, 99.6–100% stayed
-    fp32's, and one tweet took 9.6 ms against packed bf16's 18 (gpt2-random, AMX). Without ONNX
-    Runtime, `checking_precision()` alone (bf16 with AMX, else fp32). The classifier serves on the
-    CPU, also on a machine with a GPU. Anything but auto is returned as it is."""
-    if precision != "auto":
-        return precision
-    return "onnx-int8-checked" if _has_onnxruntime() else checking_precision()
-
-
-def checking_precision() -> str:
-    """The exact format: what serves batches and checks int8 under `onnx-int8-checked`.
-    - A CPU with AMX: eager bf16, its weights packed for oneDNN (`inference.prepack`; 99.7–100% of a
-      fine-tuned smollm2's labels on 1,000 test tweets; gpt2-random: one tweet 17 ms against ONNX
-      Runtime fp32's 23, a batch 3.9x).
-    - Else ONNX Runtime in fp32 when it is installed (the same labels; 1.7x eager fp32 for one tweet),
-      else eager fp32. Also where bf16 trains faster without AMX: on an AMD EPYC with AVX-512-BF16
-      eager bf16 took 35.4 ms for one tweet against ONNX Runtime fp32's 24.1 (1,000 tweets: 87.5
-      against 56.5 a second)."""
-    if cpu_has_amx():
-        return "bf16"
-    return "onnx-fp32" if _has_onnxruntime() else "fp32"
-
-
-def _has_onnxruntime() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None

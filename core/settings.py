@@ -20,9 +20,6 @@ VARIABLES = {
     "GRADIO_SERVER_PORT": "port", "RANK": "rank",
 }
 
-# SERVING_PRECISION / --precision; auto: the fastest that keeps fp32's labels (core.model.resolve_serving_precision)
-SERVING_PRECISIONS = ("auto", "fp32", "bf16", "int8", "onnx-fp32", "onnx-int8", "onnx-int8-block", "onnx-int8-checked")
-CHECKED = "onnx-int8-checked"  # one tweet through onnx-int8 first, checked by an exact format (inference.checked)
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ class Settings:
     hub_dataset_id: str = ""        # people's corrections are copied to this Hub dataset
     threads: str = ""
     cpu_cores: str = ""             # set on Spaces: the cores this container is granted
-    serving_precision: str = ""     # one of SERVING_PRECISIONS; "" = auto
+    serving_precision: str = ""     # one of inference.policy.PRECISIONS; "" = auto
     admin_users: str = ""           # comma-separated Hub user names who may retrain
     space_id: str = ""              # set on a Space (owner/name)
     host: str = "0.0.0.0"

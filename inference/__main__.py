@@ -8,7 +8,9 @@ import argparse
 import json
 import sys
 
-from core.settings import SERVING_PRECISIONS, Settings, quiet_libraries
+from core.settings import Settings, quiet_libraries
+
+from .policy import PRECISIONS
 
 
 def parse_args(argv=None):
@@ -21,12 +23,10 @@ def parse_args(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object per tweet")
     p.add_argument("--explain", action="store_true",
                    help="also show the words that drove each label (word occlusion) and the span that carries it")
-    p.add_argument("--precision", default="auto", choices=SERVING_PRECISIONS,
-                   help="number format and runtime; auto: the fastest that keeps fp32's labels on this machine "
-                        "for one call with every tweet (bf16 with AMX, else ONNX Runtime fp32; the app's auto, "
-                        "onnx-int8-checked, pays off over many calls of one tweet each); onnx-int8-block keeps the "
-                        "labels too, answers one tweet sooner, batches slower; int8 and onnx-int8 change labels "
-                        "(default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="number format and runtime; auto: eager fp32 for this one call (the app's auto times the "
+                        "faster formats in the background, which pays over many calls); int8, onnx-int8, "
+                        "onnx-int8-block and bf16 change some labels (default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -37,7 +37,6 @@ def main(argv=None) -> int:
     hf_logging.disable_progress_bar()
 
     from core.errors import UserError
-    from core.model import checking_precision
     from core.runs import latest
     from .classifier import Classifier
 
@@ -61,9 +60,8 @@ def main(argv=None) -> int:
             if run is None:
                 raise UserError(f"no complete run in {args.runs_dir}: train one (python -m finetune) or pass --model")
             source = str(run.path)
-        # one call: int8 first for single tweets (prepared in the background) would not pay for its export
-        clf = Classifier.load(source, precision=checking_precision() if args.precision == "auto" else args.precision)
-        clf.checked_ready.wait()
+        # one call: timing the faster formats (and exporting them) would not pay for itself
+        clf = Classifier.load(source, precision="fp32" if args.precision == "auto" else args.precision)
         if args.explain:
             from .classifier import Prediction
             from .explain import explain_many

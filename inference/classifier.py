@@ -9,6 +9,7 @@ Empty text is an `InputError`; text past the max length is truncated.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from dataclasses import asdict, dataclass
@@ -22,12 +23,11 @@ from core.labels import LABELS
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
 from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, keep_freed_memory, load_classifier,
-                        checking_precision, load_tokenizer, predict_proba, release_freed_memory,
-                        resolve_serving_precision, set_threads, shared_start_logits, torch_dtype)
-from core.settings import CHECKED, SERVING_PRECISIONS
+                        load_tokenizer, predict_proba, release_freed_memory, set_threads, shared_start_logits,
+                        torch_dtype)
 from core.runs import TRAIN_CONFIG, Run, read_dict
 
-from .checked import Checked, prepare_soon
+from . import policy
 from .coalesce import Coalescer
 from .prepack import prepack
 from .quantize import quantize_int8
@@ -81,6 +81,12 @@ class SentimentModel:
     def __init__(self):
         self._lock = threading.Lock()  # fast tokenizers are not thread-safe; 2 cores gain nothing from overlap
         self._batched = Coalescer(self.predict_proba, self._lock)  # requests that wait share a model call
+        self.ready = threading.Event()  # set once every format it serves in is prepared
+        self.ready.set()
+
+    def serving(self) -> dict:
+        """What answers one tweet and batches (for /health and the Classify tab)."""
+        return {"one tweet": self.kind, "batches": self.kind}
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -109,46 +115,28 @@ class Classifier(SentimentModel):
     """A fine-tuned sequence classifier: a run folder or a Hub repo (safetensors only)."""
 
     kind = "fine-tuned"
-    precision = "fp32"      # what Classifier.load resolved: one of SERVING_PRECISIONS but auto
-    checked: Checked | None = None  # onnx-int8-checked, once prepared: one tweet through int8 first
-    checked_by = ""         # onnx-int8-checked: the exact format that checks int8 and serves batches
     pack_variants = True    # False: classify_variants pads one row per variant (the slower reference)
 
     def __init__(self, model, tokenizer, name: str, source: str, max_length: int = MAX_LENGTH,
-                 batch_size: int = BATCH_SIZE):
+                 batch_size: int = BATCH_SIZE, precision: str = "fp32", threads: int = 1):
         super().__init__()
         self.model, self.tokenizer = model.eval(), tokenizer
         self.name, self.source = name, source
         self.max_length, self.batch_size = max_length, batch_size
-        self.checked_ready = threading.Event()  # onnx-int8-checked: set once int8 is ready, or failed
-        self.checked_ready.set()
+        self.precision, self.threads = precision, threads  # one of policy.PRECISIONS
+        self.route: policy.Route | None = None  # auto, once measured: what serves one tweet and batches
 
     @classmethod
     def load(cls, source: str | Path, precision: str = "auto", revision: str | None = None,
              threads: int = 0) -> "Classifier":
-        """precision: auto (the fastest format that keeps fp32's labels on this machine, see
-        `resolve_serving_precision`), fp32 / bf16 (eager torch; bf16's weights packed for oneDNN by
-        `inference.prepack`), int8 (torch dynamic quantisation: changes labels), onnx-fp32 / onnx-int8 /
-        onnx-int8-block (ONNX Runtime, exported once and cached beside the weights; `inference.onnx_backend`),
-        onnx-int8-checked (one tweet through onnx-int8 first, checked by the exact format, which serves
-        batches: `inference.checked`; prepared in the background)."""
-        source = str(source)
-        path = Path(source).expanduser()
-        if (path / "status.json").exists():  # a run folder: only a complete one may serve
-            run = Run(path)
-            if not run.is_complete:
-                if run.state == "done":
-                    check_source(source)  # says what is wrong with its checkpoint (e.g. pickle weights only)
-                raise UserError(f"run {run.id} is not complete (state: {run.state}): pick a finished run")
-            name = run.id
-        elif path.exists():
-            name = path.name
-        else:  # a Hub repo: pin the commit it is at now, so that the name says exactly what serves
-            revision = revision or _hub_revision(source)
-            name = f"{source}@{(revision or 'main')[:8]}"
-        if precision not in SERVING_PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}")
-        precision = resolve_serving_precision(precision)
+        """precision: auto (`inference.policy`: eager fp32 at once, then for one tweet and for batches the
+        format that measures fastest here while keeping fp32's labels), fp32 / bf16 (eager torch; bf16's
+        weights packed for oneDNN by `inference.prepack`), int8 (torch dynamic quantisation), onnx-fp32 /
+        onnx-int8 / onnx-int8-block (ONNX Runtime, exported once and cached beside the weights;
+        `inference.onnx_backend`). A named lossy format serves unchecked."""
+        source, (name, revision) = str(source), _name(source, revision)
+        if precision not in policy.PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(policy.PRECISIONS)}")
         threads = set_threads(threads)
         keep_freed_memory()
         tokenizer = load_tokenizer(source, revision=revision)
@@ -156,34 +144,50 @@ class Classifier(SentimentModel):
         def load_torch(dtype=torch.float32, serving=False):
             return load_classifier(source, tokenizer, revision=revision, dtype=dtype, serving=serving)
 
-        exact = checking_precision() if precision == CHECKED else precision
-        model, exact = _load_model(load_torch, tokenizer, source, exact, revision, threads)
+        model, served = _load_model(load_torch, source, "fp32" if precision == "auto" else precision, revision, threads)
         release_freed_memory()  # what loading converted and dropped (the kept heap is for batches)
-        clf = cls(model, tokenizer, name, source, max_length=_trained_max_length(path))
-        clf.precision = exact
-        if precision == CHECKED:  # int8 first for one tweet, once it is exported and calibrated
-            clf.precision, clf.checked_by = CHECKED, exact
-            clf.checked_ready.clear()
-            prepare_soon(clf, lambda: clf._int8(load_torch, revision, threads), clf.exact_proba)
+        clf = cls(model, tokenizer, name, source, _trained_max_length(Path(source).expanduser()),
+                  precision="auto" if precision == "auto" else served, threads=threads)
+        if precision == "auto":  # the other formats timed in the background, fp32 answering meanwhile
+            clf.ready.clear()
+            policy.prepare_soon(clf, clf._candidates(load_torch, revision))
         return clf
 
-    def _int8(self, load_torch, revision: str | None, threads: int):
-        """texts → probabilities through the onnx-int8 export of these weights (made now if not cached)."""
-        from .onnx_backend import onnx_model
+    def _candidates(self, load_torch, revision: str | None) -> dict:
+        """What `auto` times against eager fp32: name → a function that builds the format (→ its
+        probabilities), for the formats this machine can run."""
+        def proba(model):
+            return lambda texts: predict_proba(model, self.tokenizer, texts, self.max_length, self.batch_size)
 
-        model = onnx_model(load_torch, self.tokenizer, self.source, "onnx-int8", revision, threads)
-        release_freed_memory()
-        return lambda texts: predict_proba(model, self.tokenizer, texts, self.max_length, self.batch_size)
+        def onnx(fmt):
+            from .onnx_backend import onnx_model
+            return lambda: proba(onnx_model(self.source, fmt, revision, self.threads))
+
+        def bf16():
+            model = load_torch(torch.bfloat16, serving=True)
+            prepack(model)
+            return proba(model)
+        builders = {"bf16": bf16}
+        if importlib.util.find_spec("onnxruntime") is not None:
+            builders["onnx-int8"] = onnx("onnx-int8")
+        return {name: builders[name] for name in policy.CANDIDATES if name in builders}
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        checked = self.checked
-        if checked is not None and len(texts) == 1:
-            return checked(texts, self.exact_proba)
+        route = self.route
+        if route is not None:
+            return (route.single if len(texts) == 1 else route.batch)(texts)
         return self.exact_proba(texts)
 
     def exact_proba(self, texts: list[str]) -> np.ndarray:
-        """In the format the classifier serves batches in (the one that checks int8's answers)."""
+        """In the format the classifier was loaded in (fp32 under auto: the one that checks the others)."""
         return predict_proba(self.model, self.tokenizer, texts, self.max_length, self.batch_size)
+
+    def serving(self) -> dict:
+        """What serves one tweet and batches, and why (for /health and the Classify tab)."""
+        if self.route is not None:
+            return self.route.describe()
+        how = self.precision if self.precision != "auto" else "fp32 (the other formats are being measured)"
+        return {"one tweet": how, "batches": how}
 
     def predict_proba_variants(self, text: str, variants: list[str]) -> np.ndarray:
         """The text and its variants packed into causal forwards that compute their shared start once
@@ -218,10 +222,27 @@ class FewShot(SentimentModel):
         return self.clf.predict_proba(texts)
 
 
-def _load_model(load_torch, tokenizer, source: str, precision: str, revision: str | None, threads: int):
-    """(the model that serves, its precision): eager fp32 when an ONNX format cannot be had."""
+def _name(source: str, revision: str | None) -> tuple[str, str | None]:
+    """(the name that says what serves, the revision to load): a complete run's id, a folder's name, or a Hub
+    repo at the commit it is at now (pinned, so that the name says exactly what serves)."""
+    path = Path(source).expanduser()
+    if (path / "status.json").exists():  # a run folder: only a complete one may serve
+        run = Run(path)
+        if not run.is_complete:
+            if run.state == "done":
+                check_source(source)  # says what is wrong with its checkpoint (e.g. pickle weights only)
+            raise UserError(f"run {run.id} is not complete (state: {run.state}): pick a finished run")
+        return run.id, revision
+    if path.exists():
+        return path.name, revision
+    revision = revision or _hub_revision(source)
+    return f"{source}@{(revision or 'main')[:8]}", revision
+
+
+def _load_model(load_torch, source: str, precision: str, revision: str | None, threads: int):
+    """(the model that serves in `precision`, that precision): eager fp32 when an ONNX format cannot be had."""
     if precision.startswith("onnx-"):  # the torch model is loaded only to export it
-        return _onnx_or_eager(load_torch, tokenizer, source, precision, revision, threads)
+        return _onnx_or_eager(load_torch, source, precision, revision, threads)
     model = load_torch(torch_dtype(precision), serving=True)
     if precision == "int8":
         quantize_int8(model)
@@ -230,13 +251,13 @@ def _load_model(load_torch, tokenizer, source: str, precision: str, revision: st
     return model, precision
 
 
-def _onnx_or_eager(load_torch, tokenizer, source: str, precision: str, revision: str | None, threads: int):
+def _onnx_or_eager(load_torch, source: str, precision: str, revision: str | None, threads: int):
     """(the ONNX Runtime stand-in for the model, precision), or (the eager model, "fp32") with a logged
     reason when it cannot be exported or run. Weights that cannot load at all stay a UserError."""
     from .onnx_backend import onnx_model
 
     try:
-        return onnx_model(load_torch, tokenizer, source, precision, revision, threads), precision
+        return onnx_model(source, precision, revision, threads), precision
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the exporter or the runtime: serve eager

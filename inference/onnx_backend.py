@@ -1,7 +1,7 @@
 """Serving through ONNX Runtime: a classifier exported once to ONNX and, for `onnx-int8` and
 `onnx-int8-block`, its matrix products quantised to int8, cached and reused until the weights change.
 
-    model = onnx_model(load_torch, tokenizer, source, "onnx-int8")   # stands in for the torch model
+    model = onnx_model(source, "onnx-int8")   # stands in for the torch model
 
 The cache file is named by a hash of the weights (every *.safetensors of the folder), the precision and
 FORMAT, so a run whose weights change is exported again and a stale file is never served. It lies in
@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -53,43 +55,60 @@ class OrtModel:
         return SimpleNamespace(logits=torch.from_numpy(self.session.run(["logits"], feed)[0]))
 
 
-def onnx_model(load_torch, tokenizer, source: str, precision: str, revision: str | None = None,
-               threads: int = 1) -> OrtModel:
-    """The ONNX Runtime stand-in for the classifier `load_torch()` loads (in fp32), from the cache, or
-    exported now (only then is the torch model loaded)."""
+def onnx_model(source: str, precision: str, revision: str | None = None, threads: int = 1) -> OrtModel:
+    """The ONNX Runtime stand-in for the classifier in `source` (a folder or a Hub repo at `revision`), from
+    the cache, or exported now (in a child process, `export_in_child`)."""
     import onnxruntime as ort
 
-    path = cached_export(load_torch, tokenizer, source, precision, revision)
+    path = cached_export(source, precision, revision)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # no busy-waiting between requests: the app trains in the same process and needs the cores
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # the pool's threads wait for the next operator spinning rather than asleep: one tweet (hundreds of small
+    # operators) took 23.7 ms instead of 33.4 for a fine-tuned smollm2-135m in int8 on 2 cores; between calls
+    # they sleep (RESULTS.md "Serving")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     return OrtModel(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), path)
 
 
-def cached_export(load_torch, tokenizer, source: str, precision: str, revision: str | None = None) -> Path:
+def cached_export(source: str, precision: str, revision: str | None = None) -> Path:
+    """The export of `source`'s weights in `precision`, made now (one at a time) if it is not cached."""
     key = weights_key(source, revision, precision)
     path = cache_dir(source) / f"{precision}-{key}.onnx"
-    with _EXPORTING:  # the exporter's state is global: one export at a time (a second finds the first's file)
+    with _EXPORTING:  # one export at a time (a second finds the first's file)
         if not path.exists():
-            _export_to(path, key, load_torch, tokenizer, source, precision)
+            export_in_child(source, precision, path, revision)
     return path
 
 
-def _export_to(path: Path, key: str, load_torch, tokenizer, source: str, precision: str) -> None:
+def export_in_child(source: str, precision: str, path: Path, revision: str | None = None) -> None:
+    """`python -m inference.onnx_backend` exports in a process of its own: the exporter's copies of the
+    weights (the model smoothed, its graph, the quantiser's) never join the server's memory, which the
+    child hands back to the system when it ends, and its global state cannot break a second export."""
+    command = [sys.executable, "-m", "inference.onnx_backend", source, precision, str(path)]
+    result = subprocess.run(command + (["--revision", revision] if revision else []), capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parent.parent)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else f"the export exited with {result.returncode}")
+
+
+def export_to(path: Path, load_torch, tokenizer, source: str, precision: str) -> None:
+    """Export (and for int8 smooth, then quantise) the model `load_torch()` loads into `path`, atomically:
+    a crash half-way leaves no file to trust; older exports of the same precision are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # a crash half-way leaves no file to trust
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         exported = Path(tmp) / "fp32.onnx"
         model = load_torch()
         if precision in QUANTIZERS:  # outliers moved from the activations into the weights first
             smooth(conv1d_to_linear(model), tokenizer, builtin_calibration())
         export(model, tokenizer, exported)
+        del model
         if precision in QUANTIZERS:
             quantized = Path(tmp) / "int8.onnx"
             QUANTIZERS[precision](exported, quantized)
             exported = quantized
-        for old in path.parent.glob(f"{precision}-{'?' * len(key)}.onnx"):  # the same precision, older weights
+        for old in path.parent.glob(f"{precision}-{'?' * 16}.onnx"):  # the same precision, older weights
             old.unlink()
         os.replace(exported, path)
     log.info("exported %s to %s", source, path)
@@ -198,3 +217,29 @@ def quantize_blockwise(src: Path, dest: Path) -> None:
 
 
 QUANTIZERS = {"onnx-int8": quantize, "onnx-int8-block": quantize_blockwise}
+
+
+def main(argv=None) -> int:
+    """python -m inference.onnx_backend SOURCE PRECISION PATH [--revision R]: the export `export_in_child` runs."""
+    import argparse
+
+    from core.model import load_classifier, load_tokenizer
+    from core.settings import quiet_libraries
+
+    p = argparse.ArgumentParser(prog="python -m inference.onnx_backend", description=main.__doc__)
+    p.add_argument("source")
+    p.add_argument("precision", choices=["onnx-fp32", *QUANTIZERS])
+    p.add_argument("path", type=Path)
+    p.add_argument("--revision")
+    args = p.parse_args(argv)
+    quiet_libraries()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tokenizer = load_tokenizer(args.source, revision=args.revision)
+    export_to(args.path, lambda: load_classifier(args.source, tokenizer, revision=args.revision, serving=True),
+              tokenizer, args.source, args.precision)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,6 @@ from core.bundled import BUNDLED_NAME, resolve_base_model
 from core.errors import UserError, check_on_hub
 from core.fewshot import builtin_calibration
 from core.runs import list_runs, serving
-from core.settings import Settings
 
 from .classifier import Classifier, FewShot, SentimentModel
 
@@ -44,7 +43,7 @@ class ModelLoading(NoModel):
 
 
 def find_model(runs_dir: str | Path, hub_model_id: str = "", base_model: str = "", k: int = 4,
-               precision: str = "fp32") -> SentimentModel:
+               precision: str = "auto") -> SentimentModel:
     reasons = []
     chosen = serving(runs_dir)
     older = [r for r in list_runs(runs_dir) if r.is_complete and chosen and r.path != chosen.path]
@@ -79,8 +78,7 @@ class ModelServer:
     def __init__(self, runs_dir: str | Path, hub_model_id: str = "", base_model: str = "",
                  precision: str = "", wait_s: float = 30.0, retry_s: float = 60.0):
         self.runs_dir, self.hub_model_id, self.base_model = Path(runs_dir), hub_model_id, base_model
-        # auto (the fastest format that keeps fp32's labels here) unless SERVING_PRECISION names one
-        self.precision = precision or Settings.from_env().serving_precision or "auto"
+        self.precision = precision or "auto"  # auto: measured here, keeping fp32's labels (inference.policy)
         self.wait_s, self.retry_s = wait_s, retry_s
         self._model: SentimentModel | None = None
         self._error = ""

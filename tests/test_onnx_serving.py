@@ -6,8 +6,6 @@ import shutil
 import numpy as np
 import pytest
 
-from core.model import checking_precision, resolve_serving_precision
-from inference import ModelServer
 from inference import onnx_backend
 from inference.classifier import Classifier
 
@@ -50,7 +48,7 @@ def test_export_is_cached_and_redone_when_the_weights_change(run, monkeypatch, c
     first = exports(run)
     assert len(first) == 1 and first[0].startswith("onnx-int8-")
     with monkeypatch.context() as m:
-        m.setattr(onnx_backend, "export", lambda *a: pytest.fail("exported again"))
+        m.setattr(onnx_backend, "export_in_child", lambda *a: pytest.fail("exported again"))
         Classifier.load(run, precision="onnx-int8")
     assert exports(run) == first
 
@@ -81,7 +79,7 @@ def test_failed_export_serves_eager_fp32(run, eager, monkeypatch, caplog):
     def broken(*args):
         raise RuntimeError("Exporting the operator 'aten::something' is not supported\nsecond line")
 
-    monkeypatch.setattr(onnx_backend, "export", broken)
+    monkeypatch.setattr(onnx_backend, "export_in_child", broken)
     with caplog.at_level(logging.WARNING, logger="inference.classifier"):
         clf = Classifier.load(run, precision="onnx-int8")
     assert clf.precision == "fp32" and not isinstance(clf.model, onnx_backend.OrtModel)
@@ -98,28 +96,8 @@ def test_unwritable_folder_exports_to_the_cache_dir(run, tmp_path, monkeypatch):
     assert clf.model.path.parent.parent == tmp_path / "cache" and exports(run) == []
 
 
-def test_auto_is_int8_checked_by_bf16_with_amx_else_by_onnx_fp32_and_settings_switch_it(trained_run, runs_dir,
-                                                                                        monkeypatch):
-    for amx in (False, True):
-        with monkeypatch.context() as m:
-            m.setattr("core.model.cpu_has_amx", lambda: amx)
-            assert resolve_serving_precision("auto") == "onnx-int8-checked"
-            assert checking_precision() == ("bf16" if amx else "onnx-fp32")
-            m.setattr("importlib.util.find_spec", lambda name: None)  # no onnxruntime installed
-            assert resolve_serving_precision("auto") == checking_precision() == ("bf16" if amx else "fp32")
-            assert resolve_serving_precision("onnx-int8") == "onnx-int8"
-
-    shutil.copytree(trained_run, runs_dir / trained_run.name)
-    served = ModelServer(runs_dir).get()
-    assert (served.precision, served.checked_by) == ("onnx-int8-checked", "onnx-fp32")
-    for precision in ("fp32", "onnx-int8"):
-        monkeypatch.setenv("SERVING_PRECISION", precision)
-        served = ModelServer(runs_dir).get()
-        assert (served.precision, served.checked_by) == (precision, "")
-
-
 def test_unknown_precision_is_a_sentence(trained_run):
     from core.errors import UserError
-    with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, int8, onnx-fp32, onnx-int8, "
-                                        "onnx-int8-block, onnx-int8-checked"):
+    with pytest.raises(UserError, match="precision must be one of auto, fp32, onnx-fp32, onnx-int8, bf16, int8, "
+                                        "onnx-int8-block"):
         Classifier.load(trained_run, precision="fp8")
