@@ -40,7 +40,7 @@ log = logging.getLogger("app")
 DATA_SETTINGS = ("dataset", "text_column", "label_column")
 FORM_SETTINGS = ("base_model", "train_size", "time_budget_s", "test_size", "epochs", "learning_rate", "batch_size",
                  "grad_accum", "max_length", "hub_model_id", "include_corrections")
-SETTINGS = DATA_SETTINGS + FORM_SETTINGS
+SETTINGS = DATA_SETTINGS + FORM_SETTINGS + ("start_over",)
 HINT_EVERY_S = 10  # the Train tab's "≈ N tweets in 2m 00s" line follows new speed measurements this often
 TRAIN_FILES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 EXAMPLES = ["I love this new phone, best purchase all year!", "Stuck in traffic again. Great start to Monday...",
@@ -56,7 +56,7 @@ CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PREVIEW = ["preview_note", "preview_rows", "text_column", "label_column"]  # the Data accordion (handlers.preview_data)
 LIVE = ["progress", "plots_box", "loss_plot", "eval_plot", "log_box", "result_box", "scores", "matrix", "report",
         "pushed", "resume_button", "resume_note", "seen", "action_note"]  # the Train tab's live view (handlers.live)
-RUNS_SHOWN = ["table", "picked", "resume_box", "resume_pick"]  # the Runs tab's lists (handlers.show_runs)
+RUNS_SHOWN = ["table", "clicks_plot", "picked", "resume_box", "resume_pick"]  # the Runs tab's lists (handlers.show_runs)
 
 
 # --- the layout: one function per tab, each returning its components by name ----------------------
@@ -165,6 +165,9 @@ def review_box() -> dict:
 def settings_box(backend: Backend) -> dict:
     ui = {}
     with gr.Accordion("Settings", open=False):
+        ui["start_over"] = gr.Checkbox(False, label="start over from the base model",
+                                       info="Off: Retrain continues the run that serves, on tweets it has not "
+                                            "trained on yet (each click builds on the last). On: a fresh run.")
         for start in range(0, len(FORM_SETTINGS), 2):  # two to a row
             with gr.Row():
                 for name in FORM_SETTINGS[start:start + 2]:
@@ -218,7 +221,10 @@ def runs_tab() -> dict:
     ui = {}
     with gr.Tab("Runs", id="runs") as ui["runs_tab"]:
         ui["table"] = gr.Dataframe(label="Runs (newest first)", interactive=False, wrap=True,
-                                   column_widths=["17%", "14%", "7%", "12%", "10%", "6%", "7%", "7%", "7%", "7%", "6%"])
+                                   column_widths=["15%", "13%", "7%", "11%", "5%", "7%", "9%", "7%", "7%", "7%", "7%",
+                                                  "5%"])
+        ui["clicks_plot"] = gr.LinePlot(x="click", y="accuracy", color="chain", title="Test accuracy per click",
+                                        height=240, y_lim=[0, 1], x_title="click (each Retrain continues the last)")
         with gr.Row():
             ui["picked"] = gr.Dropdown(label="Pick a finished run", choices=[], scale=3)
             with gr.Column(scale=1, min_width=200):

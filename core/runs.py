@@ -104,6 +104,11 @@ class Run:
         return read_dict(self.path / "metrics.json")
 
     @property
+    def promoted(self) -> bool:
+        """Whether it took over serving when it finished (finetune.promotion); runs from before that rule did."""
+        return (self.metrics.get("promotion") or {}).get("promoted", True) is not False
+
+    @property
     def config(self) -> dict:
         return read_dict(self.path / TRAIN_CONFIG)
 
@@ -235,14 +240,15 @@ def resumable(runs_dir: str | Path) -> list[Run]:
 
 
 def serving(runs_dir: str | Path) -> Run | None:
-    """The run chosen to serve (see `pin`), else the newest complete one."""
+    """The run chosen to serve (see `pin`), else the newest complete one that was no worse than what served
+    when it finished (`promoted`)."""
     pinned = read_dict(Path(runs_dir) / SERVING_FILE)
     if pinned.get("run_id"):
         run = Run(Path(runs_dir) / pinned["run_id"])
         if run.is_complete:
             return run
-        log.warning("pinned run %s is not a complete run; serving the latest instead", pinned["run_id"])
-    return latest(runs_dir)
+        log.warning("pinned run %s is not a complete run; serving the newest instead", pinned["run_id"])
+    return next((r for r in list_runs(runs_dir) if r.is_complete and r.promoted), None)
 
 
 def pin(runs_dir: str | Path, run_id: str | None) -> None:

@@ -1,7 +1,7 @@
 """A time budget instead of a fixed size: how many tweets fit in `time_budget_s` of training here.
 
     speed = measure(cfg, tokenizer, cleaned.pool, precision)   # a few real steps, warm-up not timed
-    plan = make_plan(cfg, speed, cleaned.max_train(cfg.validation_share))
+    plan = make_plan(cfg, speed, cleaned.max_train(cfg))
     cfg = dataclasses.replace(cfg, train_size=plan.train_size)  # saved in train_config.json
 
 The budget applies when `train_size` is 0 and `time_budget_s` above 0 (`applies`); an explicit
@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import torch
 from datasets import Dataset, DatasetDict
@@ -36,9 +37,17 @@ from transformers import TrainerCallback
 import core.model
 from core.runs import read_dict, write_json
 
-from .config import TrainConfig
+from .config import HALF, TrainConfig
 from .events import duration
 
+# the recipe (`recipe`): the batch size that leaves a plan at least MIN_STEPS optimizer steps, and its
+# learning rate (measured on smollm2-135m: README "One click")
+BATCH_SIZES = (8, 16, 32, 64)
+MIN_STEPS = 80
+LEARNING_RATES = {8: 5e-4, 16: 7e-4, 32: 5e-4, 64: 3e-4}
+CONTINUED_LR = 1.0
+OVERRUN = 1.05       # a budgeted run stops before it would train past this share of its budget
+PROBE_BATCH = 16      # the batch size the speed is measured at first, when the recipe is left to the plan
 WARMUP_STEPS = 2      # not timed: the first steps allocate the optimizer state and compile kernels
 TIMED_STEPS = 4       # timed; with length grouping they hold shorter tweets than average (see StepTimer)
 MEAN_TOKENS_SAMPLE = 2000  # tweets whose mean token count converts tokens/s into tweets/s
@@ -142,6 +151,9 @@ class Plan:
     every_tweet: bool       # the whole train split fits: the run finishes before the budget
     speed: Throughput
     fixed_s: float = 0.0    # of planned_s, what does not grow with the tweets: saves, the slow first steps
+    batch_size: int = 0     # the recipe the plan chose for its steps (`recipe`)
+    learning_rate: float = 0.0
+    tail_s: float = 0.0     # of planned_s, the last validation pass and its save (the guard keeps time for it)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -152,7 +164,44 @@ class Plan:
         when = datetime.fromtimestamp(self.speed.measured_at).strftime("%Y-%m-%d %H:%M")
         return (f"time budget {duration(self.time_budget_s)}: {self.speed.tweets_per_s:.1f} tweets/s "
                 f"({self.speed.machine()}; {self.speed.source} {when}; the first steps "
-                f"{self.speed.first_steps_s:.1f}s more), so {fill}: {self.steps} steps")
+                f"{self.speed.first_steps_s:.1f}s more), so {fill}: {self.steps} steps of "
+                f"{self.batch_size} at learning rate {self.learning_rate:g}")
+
+
+def choose_batch(tweets: int) -> int:
+    """The largest of BATCH_SIZES that still gives `tweets` MIN_STEPS optimizer steps (the smallest when
+    none does): a fast machine takes larger batches, which run more tweets a second; a slow one smaller
+    ones, so that its few tweets still make enough steps to learn from."""
+    fits = [b for b in BATCH_SIZES if tweets / b >= MIN_STEPS]
+    return max(fits) if fits else min(BATCH_SIZES)
+
+
+def recipe(cfg: TrainConfig, tweets: int, continued: bool = False) -> TrainConfig:
+    """cfg with the batch size and learning rate that the rule gives `tweets` training tweets, where they
+    are left to it (0); what is set stays. A continued run (finetune.lineage) starts from trained weights:
+    CONTINUED_LR times the rate."""
+    batch = cfg.batch_size or choose_batch(tweets)
+    rate = cfg.learning_rate or LEARNING_RATES[batch] * (CONTINUED_LR if continued else 1.0)
+    return dataclasses.replace(cfg, batch_size=batch, learning_rate=rate)
+
+
+def plan(cfg: TrainConfig, speed_of: Callable[[TrainConfig], "Throughput | None"], max_train: int, extra: int = 0,
+         world_size: int = 1, continued: bool = False) -> tuple[TrainConfig, "Plan | None"]:
+    """(cfg with its recipe and train size, the plan) for cfg's budget. A batch size left to the plan (0)
+    comes from the speed at PROBE_BATCH (`choose_batch`), then that batch's own speed sizes the run.
+    `speed_of(cfg)`: this machine's speed for cfg's knobs (None: not known, and the plan is None)."""
+    probe = cfg if cfg.batch_size else dataclasses.replace(cfg, batch_size=PROBE_BATCH)
+    speed = speed_of(probe)
+    if speed is not None and not cfg.batch_size:
+        tweets = make_plan(probe, speed, max_train, extra, world_size).train_size + extra
+        if choose_batch(tweets) != probe.batch_size:
+            probe = dataclasses.replace(cfg, batch_size=choose_batch(tweets))
+            speed = speed_of(probe)
+    cfg = recipe(probe, 0, continued)
+    if speed is None:
+        return cfg, None
+    planned = make_plan(cfg, speed, max_train, extra, world_size)
+    return dataclasses.replace(cfg, train_size=planned.train_size), planned
 
 
 def applies(cfg: TrainConfig) -> bool:
@@ -183,21 +232,24 @@ def make_plan(cfg: TrainConfig, speed: Throughput, max_train: int, extra: int = 
     train_size = max(cfg.batch_size * cfg.grad_accum * world_size, min(fits, max_train))
     steps = schedule_steps(cfg, train_size + extra, world_size)[1]
     planned = min(cfg.time_budget_s, (train_size + extra) * per_tweet + fixed)
-    return Plan(cfg.time_budget_s, train_size, steps, round(planned, 1), fits >= max_train, speed, round(fixed, 1))
+    tail = (train_size * cfg.validation_share / EVAL_SPEEDUP / speed.tweets_per_s + SAVE_S) if passes else 0.0
+    return Plan(cfg.time_budget_s, train_size, steps, round(planned, 1), fits >= max_train, speed, round(fixed, 1),
+                cfg.batch_size, cfg.learning_rate, round(tail, 1))
 
 
-def observed(plan: Plan, train_seconds: float, run_id: str) -> Throughput:
+def observed(plan: Plan, train_seconds: float, run_id: str, done: float = 1.0) -> Throughput:
     """The plan's speed as the run's own training time shows it: the rate that would have filled the
-    plan's time exactly (within 4x of the plan's, whatever happened). The next plan on this machine
-    starts from it, so a measurement taken on a busy moment does not stay."""
-    rate = (plan.planned_s - plan.fixed_s) / max(train_seconds - plan.fixed_s, 1e-3)
+    plan's time exactly (within 4x of the plan's, whatever happened); `done`: the share of the planned
+    steps it trained (a run the budget's guard stopped). The next plan on this machine starts from it,
+    so a measurement taken on a busy moment does not stay."""
+    rate = done * (plan.planned_s - plan.fixed_s) / max(train_seconds - plan.fixed_s, 1e-3)
     factor = min(4.0, max(0.25, rate))
     return dataclasses.replace(plan.speed, tweets_per_s=round(plan.speed.tweets_per_s * factor, 3),
                                measured_at=round(time.time(), 1), source=f"corrected by run {run_id}")
 
 
 def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision: str,
-            num_processes: int = 1) -> Throughput:
+            num_processes: int = 1, parent=None) -> Throughput:
     """Train a throwaway copy of the run's model a few steps on the run's own tweets, batch size and
     precision; time the steps after the warm-up. Tokens per second over the data's mean tokens per tweet
     gives tweets per second (the timed batches are not of average length). The sample's batches are
@@ -207,13 +259,13 @@ def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision:
 
     per_step = cfg.batch_size * cfg.grad_accum * num_processes
     sample = list(itertools.islice(itertools.cycle(rows), per_step * (WARMUP_STEPS + TIMED_STEPS)))  # few: again
-    trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0)
+    trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0, learning_rate=cfg.learning_rate or 1e-4)
     tokenized = _tokenize(sample, tokenizer, cfg.max_length)
     by_length = sorted(range(len(sample)), key=tokenized["train"]["length"].__getitem__, reverse=True)
     tokenized["train"] = tokenized["train"].select(by_length)  # in order: batches of one length, longest first
     lengths = tokenizer([t for t, _ in rows[:MEAN_TOKENS_SAMPLE]], truncation=True,
                         max_length=cfg.max_length)["input_ids"]
-    model = model_to_train(trial, tokenizer)
+    model = model_to_train(trial, tokenizer, parent)
     timer = StepTimer(model, WARMUP_STEPS, "cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="budget-") as out:
         trainer = build_trainer(trial, model, tokenizer, tokenized, Path(out), [timer], num_processes, precision)
@@ -245,7 +297,8 @@ def device_name() -> str:
 def setting(cfg: TrainConfig, num_processes: int = 1) -> str:
     """The knobs besides the model, precision and device that a step's speed depends on."""
     return (f"batch {cfg.batch_size}x{cfg.grad_accum}x{num_processes}, max_length {cfg.max_length}, "
-            f"frozen {'embeddings+' if cfg.freeze_embeddings else ''}{cfg.freeze_layers} blocks, "
+            f"frozen {'embeddings+' if cfg.freeze_embeddings else ''}"
+            f"{'half the' if cfg.freeze_layers == HALF else cfg.freeze_layers} blocks, "
             f"lora {'r=%d' % cfg.lora_r if cfg.lora else 'off'}, group_by_length {cfg.group_by_length}")
 
 
@@ -281,11 +334,12 @@ def hint(cfg: TrainConfig) -> str:
         return "Trains on every tweet of the train split (no time budget)."
     budget = duration(cfg.time_budget_s)
     precision = core.model.resolve_precision(cfg.precision)
-    speed = last(cfg, precision)
-    if speed is None:
+    chosen, planned = plan(cfg, lambda c: last(c, precision), max_train=10**9)
+    if planned is None:
         return (f"Time budget {budget}: the first run measures this machine's training speed on a few steps, "
                 f"then trains on as many tweets as fit.")
-    n = make_plan(cfg, speed, max_train=10**9).train_size
+    speed = planned.speed
     when = datetime.fromtimestamp(speed.measured_at).strftime("%Y-%m-%d %H:%M")
-    return (f"≈ {n:,} tweets in {budget} on this machine ({speed.tweets_per_s:.1f} tweets/s {speed.source} "
-            f"{when}, {speed.machine()}); at most every tweet of the train split.")
+    return (f"≈ {planned.train_size:,} tweets in {budget} on this machine, batch {chosen.batch_size} at "
+            f"learning rate {chosen.learning_rate:g} ({speed.tweets_per_s:.1f} tweets/s {speed.source} {when}, "
+            f"{speed.machine()}); at most every tweet of the train split.")

@@ -67,5 +67,6 @@ def model_card(cfg: TrainConfig, metrics: dict, report: dict, history: list[dict
         evals=[e for e in history if e.get("event") == "eval"], sections=sections(metrics, report),
         resumed=[e for e in history if e.get("event") == "resumed"],
         data_report=data_report_text(report), precision=metrics.get("precision", cfg.precision),
-        train_seconds=metrics.get("train_seconds", "–"), best_step=metrics.get("best_checkpoint_step"))
+        train_seconds=metrics.get("train_seconds", "–"), best_step=metrics.get("best_checkpoint_step"),
+        lineage=metrics.get("lineage"), promotion=metrics.get("promotion"))
     return str(card)

@@ -25,6 +25,7 @@ DEFAULT_BASE_MODEL = "gpt2"
 DEFAULT_DATASET = "mteb/tweet_sentiment_extraction"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MAX_EPOCHS = 100  # more is a typo, not a plan; early stopping ends most runs far sooner
+HALF = -1  # freeze_layers: the lower half of the model's transformer blocks
 MIN_BUDGET_S, MAX_BUDGET_S = 10.0, 7 * 24 * 3600.0  # under 10 s the speed measurement is most of it
 
 
@@ -61,9 +62,8 @@ class TrainConfig:
     text_column: str = field(default="text", metadata=_help("Column holding the tweet text."))
     label_column: str = field(default="label", metadata=_help(
         "Column holding the label: 0/1/2 or the strings negative/neutral/positive."))
-    # time_budget_s, epochs and learning_rate default to the one-click setting chosen from measurements:
-    # 2 minutes of training (4,231 tweets on 2 CPU cores with AMX, 3,271 on an AMD EPYC without), 0.749 test
-    # accuracy on smollm2-135m (README, One click); finetune/budget.py sizes the training set to the budget
+    # the one-click defaults: 2 minutes of training, whose recipe (train size, batch size, learning rate)
+    # finetune/budget.py plans from this machine's measured speed (README, One click)
     train_size: int = field(default=0, metadata=_help(
         "Tweets to train on, drawn from the cleaned train split (0 or 'all' = as many as fit in "
         "time_budget_s, or every one when the budget is 0). A number wins over the budget.", parse=parse_size))
@@ -77,11 +77,12 @@ class TrainConfig:
         "Validation rows held out of the train split, as a share of train_size (never trained on)."))
     # --- how to train ---------------------------------------------------------------------------
     epochs: float = field(default=1.0, metadata=_help("Passes over the training tweets."))
-    learning_rate: float = field(default=3e-4, metadata=_help(
-        "Peak learning rate of AdamW (linear decay; 3e-4 suits one short epoch, 5e-5 longer runs)."))
-    batch_size: int = field(default=64, metadata=_help(
-        "Tweets per device per step (64: on 2 CPU cores 1.5x the tweets per second of 16, RESULTS.md "
-        "\"Training levers\")."))
+    learning_rate: float = field(default=0.0, metadata=_help(
+        "Peak learning rate of AdamW (linear decay); 0 = the rate the recipe gives the batch size "
+        "(finetune/budget.py LEARNING_RATES)."))
+    batch_size: int = field(default=0, metadata=_help(
+        "Tweets per device per step; 0 = the recipe picks it for the number of tweets the time budget affords: "
+        "the largest batch that still gives the run MIN_STEPS optimizer steps (finetune/budget.py)."))
     grad_accum: int = field(default=1, metadata=_help("Steps whose gradients are summed before an update."))
     max_length: int = field(default=128, metadata=_help("Tokens kept per tweet; longer ones are truncated."))
     seed: int = field(default=42, metadata=_help("Seed for subsets, splits, shuffling and initialisation."))
@@ -121,13 +122,26 @@ class TrainConfig:
     dropout: float = field(default=0.0, metadata=_help(
         "Dropout rate of every dropout in the model while training (gpt2's own is 0.1; its random masks "
         "take a seventh of a bf16 step on CPU, and one short epoch has little to overfit; 0 = none)."))
-    freeze_layers: int = field(default=0, metadata=_help(
+    freeze_layers: int = field(default=HALF, metadata=_help(
         "Keep the embeddings and the lowest N transformer blocks fixed: they run forward only (no backward, "
-        "no optimizer state), so a step costs less and a time budget sees more tweets."))
+        "no optimizer state), so a step costs less and a time budget sees more tweets. -1 = the lower half of "
+        "the model's blocks (the default: on 2 CPU cores without AMX, twice the tweets a second of full "
+        "fine-tuning and more accurate in 2 minutes, README \"One click\"); 0 = every block trains."))
     checkpoint_every_minutes: float = field(default=5.0, metadata=_help(
         "Minutes of training between resumable checkpoints (weights, optimizer, scheduler, RNG and data "
         "position; also written at Stop and at each validation); a killed or stopped run resumes from the last "
         "one (python -m finetune --resume RUN_DIR). 0 = only at Stop and validations."))
+    # --- clicks that build on the last ----------------------------------------------------------
+    from_run: str = field(default="", metadata=_help(
+        "A finished run to continue from (a run folder, a run id in runs_dir, or a Hub repo it was pushed to): "
+        "its weights train on the tweets its chain has not trained on yet, plus corrections made since; "
+        "empty = start from base_model (finetune/lineage.py)."))
+    train_offset: int = field(default=0, metadata=_help(
+        "Tweets of the shuffled train pool its chain drew before this run (set by from_run): this run's "
+        "tweets start there, wrapping round to a new pass once every tweet has been drawn."))
+    validation_size: int = field(default=0, metadata=_help(
+        "Validation tweets held out of the pool (set by from_run: the chain keeps its first run's); 0 = "
+        "validation_share of the train size."))
     # --- where it goes --------------------------------------------------------------------------
     runs_dir: str = field(default="runs", metadata=_help("Folder that holds one sub-folder per run."))
     hub_model_id: str = field(default="", metadata=_help(
@@ -157,14 +171,17 @@ class TrainConfig:
         if not (self.time_budget_s == 0 or MIN_BUDGET_S <= self.time_budget_s <= MAX_BUDGET_S):
             problems.append(f"time_budget_s must be 0 (no budget) or between {MIN_BUDGET_S:g} and "
                             f"{MAX_BUDGET_S:g} seconds, got {self.time_budget_s}")
-        if not 0 < self.learning_rate < 1:
-            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        for name in ("batch_size", "grad_accum", "evals_per_epoch"):
+        if not 0 <= self.learning_rate < 1:
+            problems.append(f"learning_rate must be in [0, 1) (0 = the recipe's), got {self.learning_rate}")
+        if self.batch_size < 0:
+            problems.append(f"batch_size must be >= 0 (0 = the recipe's), got {self.batch_size}")
+        for name in ("grad_accum", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 8 <= self.max_length <= 4096:
             problems.append(f"max_length must be in [8, 4096], got {self.max_length}")
-        for name in ("early_stopping_patience", "few_shot_k", "threads", "checkpoint_every_minutes"):
+        for name in ("early_stopping_patience", "few_shot_k", "threads", "checkpoint_every_minutes", "train_offset",
+                     "validation_size"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.few_shot_k > 32:
@@ -175,9 +192,9 @@ class TrainConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.freeze_layers < 0:
-            problems.append(f"freeze_layers must be >= 0, got {self.freeze_layers}")
-        if self.freeze_layers and self.lora:
+        if self.freeze_layers < HALF:
+            problems.append(f"freeze_layers must be >= 0, or -1 for the lower half, got {self.freeze_layers}")
+        if self.freeze_layers > 0 and self.lora:
             problems.append("freeze_layers is for full fine-tuning: LoRA already keeps the base weights fixed")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -122,20 +122,28 @@ def load(runs_dir: str | Path) -> list[Correction]:
     return out
 
 
-def training_rows(runs_dir: str | Path) -> list[tuple[str, int]]:
-    """(text, label id) per corrected tweet; when one tweet was corrected twice, the latest label wins."""
-    latest = {}
-    for c in load(runs_dir):
+def training_rows(runs_dir: str | Path, since: str | None = None) -> list[tuple[str, int]]:
+    """(text, label id) per corrected tweet; when one tweet was corrected twice, the latest label wins.
+    `since` (ISO time, e.g. when the run a new one continues started): only the corrections made since."""
+    latest, items = {}, load(runs_dir)
+    if since:
+        items = collected_between(items, _as_time(since))
+    for c in items:
         latest.pop(fold(c.text), None)  # re-insert: keeps the order of the latest corrections
         latest[fold(c.text)] = (c.text, c.label)
     return list(latest.values())
 
 
 def _started(run) -> datetime | None:
-    """When the run read the corrections. Its status says so to the second, and it reads them just
+    """When the run read the corrections (see `_as_time`)."""
+    return _as_time(run.status.get("started") or "")
+
+
+def _as_time(started: str) -> datetime | None:
+    """A run's start time, as its status says it (to the second). The run reads the corrections just
     before: a correction made within that second counts as before the run."""
     try:
-        started = datetime.fromisoformat(run.status.get("started") or "")
+        started = datetime.fromisoformat(started)
     except ValueError:
         return None
     return started + timedelta(seconds=1) if not started.microsecond else started

@@ -7,6 +7,7 @@ the report that counts every row dropped on the way.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import tempfile
 from collections import Counter
@@ -178,6 +179,7 @@ class DataReport:
     label_counts: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
     examples: dict = field(default_factory=dict)
+    train_window: dict = field(default_factory=dict)   # where the training tweets lie in the pool (lineage)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -319,9 +321,9 @@ class Cleaned:
     suspected: set          # folded texts the label review flagged and nobody has decided on: counted
     report: DataReport
 
-    def max_train(self, validation_share: float) -> int:
-        """Training rows when every row trains: the pool less the validation share held out of it."""
-        return len(self.pool) - round(validation_share * len(self.pool))
+    def max_train(self, cfg: TrainConfig) -> int:
+        """Training rows when every row trains: the pool less the validation held out of it."""
+        return _sizes(dataclasses.replace(cfg, train_size=0), len(self.pool))[0]
 
     def prompt_rows(self, n: int = PROMPT_ROWS) -> list:
         """The rows the base model's prompts take their examples and calibration tweets from: the first
@@ -350,6 +352,30 @@ def clean(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None, ex
                    list(extra_train or []), set(excluded or ()), set(suspected or ()), report)
 
 
+def _sizes(cfg: TrainConfig, pool: int) -> tuple[int, int]:
+    """(training, validation) tweets of a run: train_size (0 = all) and its validation share, or the
+    validation size its chain keeps (validation_size); validation is held out of the pool first."""
+    n_train = min(cfg.train_size, pool) if cfg.train_size else pool
+    n_val = cfg.validation_size or round(cfg.validation_share * n_train)
+    if cfg.validation_size:
+        n_val = min(n_val, pool - 1)
+    elif cfg.train_size == 0 or n_train + n_val > pool:  # the whole split: hold validation out of it
+        n_val = round(cfg.validation_share * pool)
+    return min(n_train, pool - n_val), n_val
+
+
+def window(rest: list[int], offset: int, n: int) -> tuple[list[int], dict]:
+    """The n rows of `rest` after the first `offset` a chain drew before (round again from the start once
+    every row has been drawn), and where they lie: offset, end, pool, pass (1 = the first pass)."""
+    size = len(rest)
+    if not size:
+        return [], {"offset": offset, "end": offset, "pool": 0, "pass": 1, "wrapped": False}
+    start = offset % size
+    picked = [rest[(start + i) % size] for i in range(min(n, size))]
+    return picked, {"offset": offset, "end": offset + len(picked), "pool": size, "pass": offset // size + 1,
+                    "wrapped": start + len(picked) > size}
+
+
 def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
     """`train`, `validation`, `test` (text, label) per cfg.train_size and validation_share, + the report.
 
@@ -357,14 +383,11 @@ def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
     (`add_corrections`). `excluded` (folded texts a person took out in the label review) never trains;
     `suspected` (folded texts the label review flagged and nobody has decided on yet) is counted."""
     pool, test, report = cleaned.pool, cleaned.test, copy.deepcopy(cleaned.report)
-    n_train = min(cfg.train_size, len(pool)) if cfg.train_size else len(pool)
-    n_val = round(cfg.validation_share * n_train)
-    if cfg.train_size == 0 or n_train + n_val > len(pool):  # the whole split: hold validation out of it
-        n_val = round(cfg.validation_share * len(pool))
-        n_train = min(n_train, len(pool) - n_val)
+    n_train, n_val = _sizes(cfg, len(pool))
     rest, held = _split_indices(len(pool), n_val / len(pool), cfg.seed, [l for _, l in pool]) if n_val else (
         list(range(len(pool))), [])
-    validation, train = [pool[i] for i in held], [pool[i] for i in rest[:n_train]]
+    picked, report.train_window = window(rest, cfg.train_offset, n_train)
+    validation, train = [pool[i] for i in held], [pool[i] for i in picked]
     if cleaned.excluded:  # left out of the rows picked, so that the rest of the run's data stays the same
         kept = [[r for r in rows if fold(r[0]) not in cleaned.excluded] for rows in (train, validation)]
         report.excluded_by_review = len(train) + len(validation) - sum(map(len, kept))

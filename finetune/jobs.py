@@ -187,9 +187,9 @@ class TrainingJob:
             except Exception as exc:
                 log.exception("on_done failed")
                 self._note("warning", f"the new run could not be served: {first_line(exc)}")
-        test = result.metrics.get("test", {})
+        test, promoted = result.metrics.get("test", {}), result.metrics.get("promotion") or {}
         self._finish(JobState.DONE, f"done: run {result.run_id}, test accuracy {test.get('accuracy', 0):.3f}, "
-                             f"macro-F1 {test.get('f1_macro', 0):.3f}")
+                                    f"macro-F1 {test.get('f1_macro', 0):.3f}; " + promoted.get("message", "serves"))
         if cfg.hub_model_id:
             self._push(Run(result.run_dir), cfg.hub_model_id, cfg.hub_private)
 

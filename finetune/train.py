@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
@@ -37,15 +38,16 @@ from core.model import load_classifier, load_tokenizer, resolve_precision, set_t
 from core.runs import (CHECKPOINTS, PARTIAL, RESUMABLE_STATES, TRAIN_CONFIG, TRAINER_STATE, Run, RunState,
                        RunWriter, check_writable, drop_incomplete_checkpoints, mark_interrupted, read_dict)
 
-from . import baseline, budget, checkpoints, corrections, data, diagnosis, exclusions, forgetting
+from . import baseline, budget, checkpoints, corrections, data, diagnosis, exclusions, forgetting, lineage, promotion
 from .card import model_card
-from .config import TrainConfig
+from .config import HALF, TrainConfig
 from .metrics import classification_metrics, trainer_metrics
 
 # peft asks a transformers 5 model a deprecated question on every LoRA run; users can do nothing about it
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 Listener = Callable[[dict], None]
+EVAL_BATCH = 64        # tweets per forward pass when evaluating (no backward: larger batches run faster)
 STATUS_EVERY_S = 2.0   # status.json gets the progress this often (other processes and browsers read it)
 PROGRESS_KEYS = ("step", "total_steps", "epoch", "eta_s", "budget_s")  # what status.json holds of an event
 
@@ -93,6 +95,19 @@ class Progress(TrainerCallback):
         if self.stop is not None and self.stop.is_set():
             control.should_training_stop = True
             control.should_evaluate = False  # `checkpoints.Checkpoints` saves a resumable checkpoint
+        elif self._out_of_time(state) and state.global_step < state.max_steps:
+            control.should_training_stop = control.should_evaluate = True  # the best checkpoint still counts
+            self.emit({"event": "budget", "message": f"stopped at step {state.global_step} of {state.max_steps}: "
+                       f"the machine ran slower than measured, and the budget allows {budget.OVERRUN:.0%} of it"})
+
+    def _out_of_time(self, state) -> bool:
+        """Whether the next step (counted twice: steps vary) and the last validation would take training past
+        OVERRUN of a budget."""
+        if self.plan is None or self.started is None or state.global_step <= self.first_step:
+            return False
+        elapsed = time.monotonic() - self.started
+        step_s = elapsed / (state.global_step - self.first_step)
+        return elapsed + 2 * step_s + self.plan.tail_s > budget.OVERRUN * self.plan.time_budget_s
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -121,7 +136,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_val
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=max(cfg.batch_size, 32),
+        per_device_eval_batch_size=max(cfg.batch_size, EVAL_BATCH),
         gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=int(0.06 * total_steps),
         weight_decay=0.01,
@@ -148,15 +163,18 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, n_train: int, has_val
     )
 
 
-def model_to_train(cfg: TrainConfig, tokenizer):
-    """The classifier to train: every weight, or (cfg.lora) LoRA adapters plus the classification head.
-    Seeded first, so that the new head starts the same in a run and in the sweep trial it repeats."""
+def model_to_train(cfg: TrainConfig, tokenizer, parent: lineage.Parent | None = None):
+    """The classifier to train: every weight, or (cfg.lora) LoRA adapters plus the classification head;
+    from the base model, or (`parent`) from the run it continues. Seeded first, so that the new head starts
+    the same in a run and in the sweep trial it repeats."""
     set_seed(cfg.seed)
-    model = load_classifier(cfg.base_model, tokenizer, bf16=resolve_precision(cfg.precision) == "bf16")
+    model = load_classifier(parent.source if parent else cfg.base_model, tokenizer,
+                            revision=parent.revision if parent else None,
+                            bf16=resolve_precision(cfg.precision) == "bf16")
     set_dropout(model, cfg.dropout)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    if cfg.freeze_layers:
+    if cfg.freeze_layers and not cfg.lora:  # LoRA keeps every base weight fixed anyway
         freeze_lowest(model, cfg.freeze_layers)
     if not cfg.lora:
         return model
@@ -194,9 +212,10 @@ def transformer_blocks(model) -> torch.nn.ModuleList:
 
 
 def freeze_lowest(model, n: int) -> None:
-    """Fix the embeddings (token and position) and the lowest `n` blocks: autograd then records nothing
-    below block n, so they cost one forward pass per step."""
+    """Fix the embeddings (token and position) and the lowest `n` blocks (HALF: the lower half): autograd
+    then records nothing below block n, so they cost one forward pass per step."""
     blocks = transformer_blocks(model)
+    n = len(blocks) // 2 if n == HALF else n
     if n >= len(blocks):
         raise UserError(f"freeze_layers must be below the model's {len(blocks)} blocks, got {n}")
     for module in model.base_model.modules():
@@ -243,6 +262,7 @@ class Prepared:
     precision: str          # cfg.precision resolved, once
     plan: budget.Plan | None = None  # what the time budget chose, when it chose the train size
     prompt_rows: list | None = None  # the baseline's examples and calibration come from (None: train split)
+    parent: lineage.Parent | None = None  # the run this one continues (cfg.from_run)
 
 
 @dataclass
@@ -257,12 +277,14 @@ class Trained:
         return self.trainer.state.global_step < self.trainer.state.max_steps
 
 
-def clean_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None) -> data.Cleaned:
+def clean_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
+               parent: lineage.Parent | None = None) -> data.Cleaned:
     """A run's data before the split: the dataset loaded and cleaned, with people's corrections to apply
-    (unless cfg.include_corrections is off, or `extra_train` is given instead), the rows excluded in the
-    label review to leave out and its open suspects to count."""
+    (unless cfg.include_corrections is off, or `extra_train` is given instead; a run that continues
+    `parent` takes those made since the parent started, which it learned the others from), the rows
+    excluded in the label review to leave out and its open suspects to count."""
     if cfg.include_corrections and extra_train is None:
-        extra_train = corrections.training_rows(cfg.runs_dir)
+        extra_train = corrections.training_rows(cfg.runs_dir, since=parent.started if parent else None)
     suspected = {data.fold(s["text"]) for s in exclusions.open_suspects(cfg.runs_dir)}
     return data.clean(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir), suspected=suspected)
 
@@ -282,39 +304,54 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
         check_writable(cfg.runs_dir)
     if not torch.cuda.is_available():
         set_threads(cfg.threads)
-    tokenizer = load_tokenizer(cfg.base_model)
+    resumed = isinstance(prepared_data, tuple)  # a resumed run's saved (splits, report): its plan was made
+    parent = lineage.find_parent(cfg.from_run, cfg.runs_dir) if cfg.from_run and not resumed else None
+    if parent is not None:
+        cfg = lineage.continued(cfg, parent)
+    tokenizer = load_tokenizer(parent.source if parent else cfg.base_model,
+                               revision=parent.revision if parent else None)
     recent = corrections.since_last_run(cfg.runs_dir)
     precision = resolve_precision(cfg.precision)
-    if isinstance(prepared_data, tuple):  # a resumed run's saved (splits, report): its size was chosen
+    if resumed:
         return Prepared(cfg, tokenizer, *prepared_data, recent, precision)
-    cleaned = prepared_data or clean_data(cfg, extra_train)
-    cfg, plan = fill_budget(cfg, tokenizer, cleaned, precision, state, emit)
+    cleaned = prepared_data or clean_data(cfg, extra_train, parent)
+    cfg, plan = fill_budget(cfg, tokenizer, cleaned, precision, state, emit, parent)
     splits, report = data.split(cfg, cleaned)
-    return Prepared(cfg, tokenizer, splits, report, recent, precision, plan, cleaned.prompt_rows())
+    return Prepared(cfg, tokenizer, splits, report, recent, precision, plan, cleaned.prompt_rows(), parent)
 
 
 def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, state: PartialState,
-                emit: Listener | None = None) -> tuple[TrainConfig, budget.Plan | None]:
-    """(cfg with the train size that fills cfg.time_budget_s, the plan), or (cfg, None) when the budget
-    does not apply. The speed is this machine's last for the same knobs (budget.last), else measured:
-    every process measures (the steps train data-parallel), the main one's plan is used by all, and its
-    measurement kept as this machine's last (budget.record)."""
+                emit: Listener | None = None, parent: lineage.Parent | None = None) -> tuple[TrainConfig, budget.Plan | None]:
+    """(cfg with its recipe and the train size that fills cfg.time_budget_s, the plan), or (cfg with its
+    recipe, None) when the budget does not apply. The batch size left to the plan (0) is chosen from the
+    speed at PROBE_BATCH (`budget.choose_batch`), then that batch's own speed sizes the run. A speed is
+    this machine's last for the same knobs (budget.last), else measured: every process measures (the steps
+    train data-parallel), the main one's plan is used by all, and its measurement kept (budget.record)."""
+    max_train, extra = cleaned.max_train(cfg), len(cleaned.extra_train)
     if not budget.applies(cfg) or not cleaned.pool:  # no rows: the split says so
-        return cfg, None
-    speed = budget.last(cfg, precision, state.num_processes) if state.num_processes == 1 else None
-    measured = speed is None
-    if measured:
-        if emit and state.is_main_process:
-            emit({"event": "budget", "message": f"measuring this machine's training speed on "
-                  f"{budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
-        speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, state.num_processes)
-    plan = [budget.make_plan(cfg, speed, cleaned.max_train(cfg.validation_share), len(cleaned.extra_train),
-                             state.num_processes)]
+        tweets = min(cfg.train_size or max_train, max_train) + extra
+        return budget.recipe(cfg, tweets, parent is not None), None
+    cfg, plan = budget.plan(cfg, lambda c: _speed(c, tokenizer, cleaned, precision, state, emit, parent),
+                            max_train, extra, state.num_processes, parent is not None)
+    plan = [plan]
     if state.num_processes > 1:
         broadcast_object_list(plan)
-    if measured and state.is_main_process:  # a speed from the cache is there already
-        budget.record(cfg.runs_dir, plan[0].speed)
     return dataclasses.replace(cfg, train_size=plan[0].train_size), plan[0]
+
+
+def _speed(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, state: PartialState,
+           emit: Listener | None, parent: lineage.Parent | None) -> budget.Throughput:
+    """This machine's training speed for cfg's knobs: the last one kept, else measured now (and kept)."""
+    speed = budget.last(cfg, precision, state.num_processes) if state.num_processes == 1 else None
+    if speed is not None:
+        return speed
+    if emit and state.is_main_process:
+        emit({"event": "budget", "message": f"measuring this machine's training speed at batch {cfg.batch_size} "
+              f"on {budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
+    speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, state.num_processes, parent)
+    if state.is_main_process:
+        budget.record(cfg.runs_dir, speed)
+    return speed
 
 
 class RunLog:
@@ -364,6 +401,8 @@ class RunLog:
             if prep.plan is not None:
                 self({"event": "budget", "message": prep.plan.summary(), "plan": prep.plan.to_dict()})
             self({"event": "data", "message": prep.report.summary(), "sizes": prep.report.sizes})
+            begun = lineage.start(cfg, prep.parent, prep.report.to_dict(), Run(self.path).status.get("started", ""))
+            self({"event": "lineage", "message": lineage.summary(begun), "lineage": begun})
             return
         drop_incomplete_checkpoints(self.writer.checkpoints_dir)
         at = read_dict(checkpoint / TRAINER_STATE)
@@ -418,16 +457,24 @@ def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threadin
             log({"event": "stopped", "message": f"stopped by request at step {step}; the previous model keeps "
                                                 f"serving, and this run can resume"})
             return RunResult(RunState.STOPPED, log.path, log.run_id, message="stopped by request")
-        if log.main and prep.plan and not prep.plan.every_tweet and not trained.stopped_early:
-            budget.record(cfg.runs_dir, budget.observed(prep.plan, trained.seconds, log.run_id))
+        if log.main and prep.plan and not prep.plan.every_tweet:
+            steps = trained.trainer.state
+            budget.record(cfg.runs_dir, budget.observed(prep.plan, trained.seconds, log.run_id,
+                                                        steps.global_step / max(steps.max_steps, 1)))
         merge_lora(trained.trainer)  # a LoRA run is saved, tested and served as a plain checkpoint
         metrics = evaluate_test(cfg, prep, trained, log.run_id)
         if log.main:
-            history = log.history()  # read once: the fit diagnosis and the card's curve
+            history = log.history()  # read once: the fit diagnosis, the card's curve, the lineage
+            begun = next((e["lineage"] for e in reversed(history) if e.get("event") == "lineage"), None)
+            if begun is not None:
+                metrics["lineage"] = lineage.finish(begun, trained.seconds)
             quality(cfg, trained.trainer.model, prep.tokenizer, metrics, history, log, stop)
             log({"event": "test", "message": f"test accuracy {metrics['test']['accuracy']:.3f}, "
                                               f"macro-F1 {metrics['test']['f1_macro']:.3f}"})
             measure_baseline(cfg, prep, metrics, log, stop)
+            metrics["promotion"] = promotion.judge(cfg, metrics, rows(prep.splits["test"]), prep.parent)
+            log({"event": "promotion", "message": metrics["promotion"]["message"],
+                 "promoted": metrics["promotion"]["promoted"]})
             save(cfg, trained.trainer, log, metrics, prep.report, history)
         state.wait_for_everyone()
         return RunResult(RunState.DONE, log.path, log.run_id, metrics)
@@ -465,6 +512,11 @@ def resumable_run(run_dir: str | Path) -> Run:
     return run
 
 
+def rows(split: Dataset) -> list[tuple[str, int]]:
+    """A split's (text, label) pairs."""
+    return list(zip(split["text"], split["label"]))
+
+
 def _stopped(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
@@ -473,7 +525,7 @@ def train(cfg: TrainConfig, prep: Prepared, log: RunLog, stop: threading.Event |
           num_processes: int = 1, checkpoint: Path | None = None) -> Trained:
     """The model to train, tokenised data, the Trainer, and training itself (until done, early stop or
     stop), from `checkpoint` when resuming; resumable checkpoints on a timer and at stop."""
-    model = model_to_train(cfg, prep.tokenizer)
+    model = model_to_train(cfg, prep.tokenizer, prep.parent)
     tokenized = data.tokenize(prep.splits, prep.tokenizer, cfg.max_length)
     saver = checkpoints.Checkpoints(cfg.checkpoint_every_minutes * 60, stop, log.checkpoint_saved)
     trainer = build_trainer(cfg, model, prep.tokenizer, tokenized, log.path / CHECKPOINTS,
@@ -490,22 +542,33 @@ def evaluate_test(cfg: TrainConfig, prep: Prepared, trained: Trained, run_id: st
     """metrics.json's core: the test metrics, training speed, the checkpoint kept, and (when people
     corrected the previous model since it was trained) how often the new one agrees with them."""
     trainer = trained.trainer
-    prediction = trainer.predict(trained.tokenized["test"], metric_key_prefix="test")
+    labels, predicted = predict_by_length(trainer, trained.tokenized["test"])
     metrics = {
         "run_id": run_id,
-        "test": classification_metrics(prediction.label_ids, prediction.predictions.argmax(axis=-1)),
+        "test": classification_metrics(labels, predicted),
         "train_seconds": round(trained.seconds, 1),
         "train_tweets_per_second": round(len(trained.tokenized["train"]) * cfg.epochs / max(trained.seconds, 1e-9), 2),
         "train_loss": trained.loss,
         "best_checkpoint_step": _best_step(trainer),
         "stopped_early": trained.stopped_early,
         "precision": prep.precision,
+        "test_rows": promotion.fingerprint(rows(prep.splits["test"])),
     }
     if prep.plan is not None:
         metrics["budget"] = prep.plan.to_dict()
     if prep.recent:
         metrics["corrections"] = _judge_corrections(trainer, prep.tokenizer, cfg, prep.recent)
     return metrics
+
+
+def predict_by_length(trainer: Trainer, split: Dataset) -> tuple:
+    """(labels, predicted labels) of a tokenised split, its rows batched by their length: each batch pads to
+    its longest, and 1,000 test tweets (18,783 SmolLM2 tokens) in batches of 64 pad to 43,472 tokens in their
+    own order, 20,696 sorted."""
+    order = np.argsort(split["length"], kind="stable")
+    prediction = trainer.predict(split.select(order), metric_key_prefix="test")
+    back = np.argsort(order)
+    return prediction.label_ids[back], prediction.predictions.argmax(axis=-1)[back]
 
 
 def quality(cfg: TrainConfig, model, tokenizer, metrics: dict, history: list[dict], emit: Listener,
@@ -527,13 +590,18 @@ def measure_baseline(cfg: TrainConfig, prep: Prepared, metrics: dict, emit: List
                      stop: threading.Event | None) -> None:
     """metrics["baseline"]: the base model prompted few-shot on the same test rows (the "before"), in the
     run's precision (bf16 with AMX: half the time of fp32, smollm2-135m zero-shot 0.544 against 0.550),
-    its examples and calibration tweets from `prep.prompt_rows`: one measurement for runs of any size."""
+    its examples and calibration tweets from `prep.prompt_rows`: one measurement for runs of any size. A run
+    that continues another tested on the same tweets takes its parent's (the chain's "before")."""
     if _stopped(stop):
         return
+    theirs = prep.parent.metrics if prep.parent else {}
+    if theirs.get("baseline") and theirs.get("test_rows") == metrics.get("test_rows"):
+        metrics["baseline"] = theirs["baseline"]
+        return
     emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
-    rows = {name: list(zip(prep.splits[name]["text"], prep.splits[name]["label"])) for name in ("train", "test")}
     precision = "bf16" if prep.precision == "bf16" else "fp32"  # the prompts run on the CPU: no fp16 there
-    metrics["baseline"] = baseline.evaluate(cfg.base_model, prep.prompt_rows or rows["train"], rows["test"],
+    metrics["baseline"] = baseline.evaluate(cfg.base_model, prep.prompt_rows or rows(prep.splits["train"]),
+                                            rows(prep.splits["test"]),
                                             cfg.few_shot_k, cfg.seed, cache_dir=Path(cfg.runs_dir) / "_cache",
                                             precision=precision)
 

@@ -42,6 +42,8 @@ def slow_bf16_each(monkeypatch):
 def onnx_cache(monkeypatch, tmp_path_factory):
     """ONNX exports of models that are not run folders go to a folder of the test session, not ~/.cache."""
     monkeypatch.setattr("inference.onnx_backend.CACHE_DIR", tmp_path_factory.getbasetemp() / "onnx-cache")
+    # and the serving choices measured per machine and model shape: each test measures afresh
+    monkeypatch.setattr("inference.policy.CHOICES", tmp_path_factory.mktemp("choices") / "serving-choice.json")
 
 
 @pytest.fixture(autouse=True)
@@ -132,7 +134,7 @@ def runs_dir(tmp_path) -> Path:
 
 
 # the tiny model's embeddings are random, and its sentiment is word-level: it learns only if they train
-# (the product freezes them by default: a pretrained model's embeddings already know the words)
+# (the product freezes them, and the lower half of the blocks, by default: a pretrained model knows the words)
 @pytest.fixture
 def tiny_config(tiny_model, tiny_dataset, runs_dir):
     """A config that trains the tiny model in a few seconds."""
@@ -141,7 +143,7 @@ def tiny_config(tiny_model, tiny_dataset, runs_dir):
     def make(**overrides) -> TrainConfig:
         values = dict(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=120, test_size=30,
                       epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2, runs_dir=str(runs_dir),
-                      max_length=32, freeze_embeddings=False)
+                      max_length=32, freeze_embeddings=False, freeze_layers=0)
         values.update(overrides)
         return TrainConfig(**values)
     return make
@@ -155,6 +157,7 @@ def trained_run(tiny_model, tiny_dataset, tmp_path_factory) -> Path:
 
     cfg = TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), train_size=180, test_size=60,
                       epochs=3, batch_size=8, learning_rate=5e-3, few_shot_k=2, max_length=32, freeze_embeddings=False,
+                      freeze_layers=0,
                       runs_dir=str(tmp_path_factory.mktemp("shared-runs")))
     result = train.fine_tune(cfg)
     assert result.state == "done"

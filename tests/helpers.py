@@ -151,7 +151,7 @@ def serve(defaults: TrainConfig, admin_users=()):
 def tiny_defaults(tiny_model, tiny_dataset, runs_dir, **overrides) -> TrainConfig:
     """The app's defaults for the tiny model and data: a run of a few seconds."""
     settings = dict(train_size=60, test_size=30, epochs=1, batch_size=8, learning_rate=5e-3, few_shot_k=2,
-                    max_length=32, freeze_embeddings=False)  # random embeddings must train (conftest.tiny_config)
+                    max_length=32, freeze_embeddings=False, freeze_layers=0)  # random embeddings must train (conftest)
     return TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir),
                        **{**settings, **overrides})
 

@@ -27,7 +27,8 @@ def test_plan_fills_the_budget_with_validation_and_saves_counted():
     # each tweet: 1 epoch at 10/s plus its 0.1 share of one validation pass at 3x that speed; 2 s per save
     assert plan.train_size == int((120 - 2) / ((1 + 0.1 / 3) / 10))  # 1141
     assert plan.steps == 72 and not plan.every_tweet and plan.planned_s <= 120
-    two_epochs = budget.make_plan(TrainConfig(time_budget_s=120, epochs=2), speed(10.0), max_train=20_000)
+    two_epochs = budget.make_plan(TrainConfig(time_budget_s=120, epochs=2, batch_size=16), speed(10.0),
+                                  max_train=20_000)
     assert two_epochs.train_size == int((120 - 2 * 2) / ((2 + 2 * 0.1 / 3) / 10))  # epochs are kept, size halves
     with_corrections = budget.make_plan(cfg, speed(10.0), max_train=20_000, extra=41)
     assert with_corrections.train_size == 1100 and with_corrections.steps == 72  # the corrections train too
@@ -144,9 +145,12 @@ def test_measure_times_the_steps_after_the_warmup(tiny_config, tiny_model, monke
 def test_hint_says_what_the_next_run_trains_on(runs_dir):
     cfg = TrainConfig(base_model="m", runs_dir=str(runs_dir))
     assert "the first run measures this machine's training speed" in budget.hint(cfg)
-    budget.record(runs_dir, speed(10.0))
+    at_probe = TrainConfig(base_model="m", batch_size=budget.PROBE_BATCH)
+    rate = 1.5 * budget.MIN_STEPS * budget.PROBE_BATCH / 114  # enough tweets for MIN_STEPS steps of the probe's
+    budget.record(runs_dir, speed(rate, cfg=at_probe))
+    expected = budget.make_plan(at_probe, speed(rate, cfg=at_probe), max_train=10**9).train_size
     text = budget.hint(cfg)
-    assert text.startswith("≈ 1,141 tweets in 2m 00s on this machine") and "10.0 tweets/s" in text
+    assert text.startswith(f"≈ {expected:,} tweets in 2m 00s on this machine, batch 16") and f"{rate:.1f} tweets/s" in text
     assert budget.hint(TrainConfig(train_size=1400)).startswith("Trains on 1,400 tweets")
     assert "every tweet" in budget.hint(TrainConfig(time_budget_s=0))
 
@@ -226,3 +230,60 @@ def test_a_later_run_plans_from_the_last_speed_as_the_previous_run_corrected_it(
     second = Run(train.fine_tune(cfg).run_dir)
     assert second.metrics["budget"]["speed"]["tweets_per_s"] == corrected.tweets_per_s
     assert any(e["event"] == "budget" and f"corrected by run {first.id}" in e["message"] for e in second.history())
+
+
+@pytest.mark.parametrize("per_step, batch, measured", [(10, 8, [16, 8]), (20, 16, [16]), (80, 64, [16, 64])])
+def test_the_recipe_takes_smaller_batches_where_steps_are_slow(per_step, batch, measured):
+    """The plan measures at PROBE_BATCH, then picks the largest batch that keeps MIN_STEPS optimizer steps:
+    a slow machine trains its few tweets in small batches, a fast one in large batches (measured again).
+    (A budget of 120 s fits about 114 s of tweets: `per_step` tweets a second fill MIN_STEPS steps of
+    about per_step * 1.14 tweets.)"""
+    rate, asked = per_step * budget.MIN_STEPS / 100, []
+
+    def speed_of(cfg):
+        asked.append(cfg.batch_size)
+        return speed(rate, cfg=cfg)
+    cfg, plan = budget.plan(TrainConfig(time_budget_s=120), speed_of, max_train=20_000)
+    assert asked == measured and cfg.batch_size == plan.batch_size == batch
+    assert plan.steps >= budget.MIN_STEPS and cfg.train_size == plan.train_size
+    assert cfg.learning_rate == plan.learning_rate == budget.LEARNING_RATES[batch]
+    # what is set stays: a batch size given by hand is not replaced, nor measured at the probe's
+    asked.clear()
+    assert budget.plan(TrainConfig(time_budget_s=120, batch_size=32), speed_of, 20_000)[0].batch_size == 32
+    assert asked == [32]
+
+
+def test_a_budgeted_run_trains_with_the_recipe_its_speed_gives(tiny_config, monkeypatch):
+    monkeypatch.setattr(budget, "MIN_STEPS", 4)  # the tiny data: 4 steps of a batch fit the pool
+    monkeypatch.setattr(budget, "measure", lambda cfg, *args: speed(3.0 if cfg.batch_size <= 8 else 4.0, cfg=cfg))
+    result = train.fine_tune(tiny_config(train_size=0, batch_size=0, learning_rate=0, time_budget_s=12,
+                                         measure_forgetting=False, few_shot_k=0))
+    run = Run(result.run_dir)
+    # 4 tweets/s at batch 16: 38 tweets fit in 12 s (less a save), under 4 steps of 16, so batch 8, at 3 tweets/s
+    assert run.config["batch_size"] == 8 and run.config["learning_rate"] == budget.LEARNING_RATES[8]
+    assert run.metrics["budget"]["speed"]["tweets_per_s"] == 3.0
+
+
+def test_a_run_slower_than_measured_stops_before_it_overruns_its_budget(monkeypatch):
+    """The guard: training stops where another step and the last validation would pass OVERRUN of the
+    budget (a machine slower than its measurement), with the best checkpoint still evaluated."""
+    plan = budget.make_plan(TrainConfig(time_budget_s=100, batch_size=16), speed(10.0), max_train=20_000)
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "monotonic", lambda: clock[0])
+    events = []
+    progress = train.Progress(events.append, plan=plan)
+    state, args = SimpleNamespace(global_step=0, max_steps=plan.steps, epoch=0.0), SimpleNamespace()
+    progress.on_train_begin(args, state, SimpleNamespace())
+    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
+    for step in range(1, plan.steps):  # each step twice as slow as planned
+        clock[0] = step * 2 * plan.planned_s / plan.steps
+        state.global_step = step
+        progress.on_step_end(args, state, control)
+        if control.should_training_stop:
+            break
+    assert control.should_training_stop and control.should_evaluate
+    step_s = 2 * plan.planned_s / plan.steps
+    assert clock[0] + 2 * step_s + plan.tail_s > budget.OVERRUN * 100 >= clock[0] + step_s + plan.tail_s
+    assert "stopped at step" in events[-1]["message"]
+    done = state.global_step / plan.steps
+    assert budget.observed(plan, clock[0], "r", done).tweets_per_s == pytest.approx(5.0, rel=0.1)

@@ -48,7 +48,7 @@ def test_finetune_then_inference(tiny_model, tiny_dataset, runs_dir):
     (["--dataset", "someone/no-such-dataset"], "local folder"),
     (["--text-column", "tweet"], "no column 'tweet'"),
     (["--epochs", "-2"], "epochs must be > 0"),
-    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--batch-size", "-1"], "batch_size must be >= 0"),
     (["--train-size", "lots"], "not a whole number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_model, tiny_dataset, runs_dir, tmp_path, capsys, change, words):

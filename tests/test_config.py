@@ -23,7 +23,7 @@ def test_bad_sizes_are_refused(value):
 
 @pytest.mark.parametrize("field, value, words", [
     ("epochs", -1, "epochs"), ("epochs", 1e9, "epochs"), ("epochs", float("inf"), "epochs"),
-    ("epochs", float("nan"), "epochs"), ("batch_size", 0, "batch_size"), ("learning_rate", 0, "learning_rate"),
+    ("epochs", float("nan"), "epochs"), ("batch_size", -1, "batch_size"), ("learning_rate", -1e-4, "learning_rate"),
     ("validation_share", 1.5, "validation_share"), ("max_length", 2, "max_length"),
     ("precision", "fp8", "precision"), ("hub_model_id", "no-slash", "hub_model_id"), ("base_model", " ", "base_model"),
 ])

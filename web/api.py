@@ -31,7 +31,9 @@ from inference import NoModel
 from .backend import Backend, check_tweet
 from .limits import API_MAX_WAITING, CLASSIFY_CONCURRENCY, MAX_BATCH_ROWS, MAX_TWEET_CHARS
 
-API_EXCLUDED = ("runs_dir",)      # where runs go is the server's business, not a caller's
+# where runs go is the server's business, not a caller's; which run a Retrain continues too (the serving one,
+# unless the call says start_over)
+API_EXCLUDED = ("runs_dir", "from_run", "train_offset", "validation_size")
 
 
 # --- the Gradio named API -----------------------------------------------------------------------
@@ -66,8 +68,10 @@ def add_gradio_api(backend: Backend, classify_concurrency: int = CLASSIFY_CONCUR
     def train(profile: Optional[gr.OAuthProfile], *values) -> dict:
         """Start fine-tuning in the background; every parameter is a TrainConfig field, all optional
         (unset = the default). `dataset` and `base_model` take a Hub id or a file in the app's data
-        folder. → {accepted, message}: refused while a job runs or for bad settings."""
-        return backend.train(dict(zip(config_names(), values)), profile)
+        folder. By default the run continues the one that serves, on tweets it has not trained on yet;
+        `start_over` true: a fresh run from the base model. → {accepted, message}: refused while a job
+        runs or for bad settings."""
+        return backend.train(dict(zip([*config_names(), "start_over"], values)), profile)
 
     def explain_tweet(text: str) -> dict:
         """One tweet → label, probabilities, words (each word's score: how much the label's probability
@@ -114,6 +118,8 @@ def config_signature(fn) -> None:
             continue
         hints[f.name] = Optional[int | str] if f.metadata.get("parse") is parse_size else Optional[field_type(f)]
         params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
+    hints["start_over"] = Optional[bool]  # not a config field: whether to continue the serving run
+    params.append(inspect.Parameter("start_over", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
     fn.__signature__ = inspect.Signature(params, return_annotation=dict)
     fn.__annotations__ = hints
 

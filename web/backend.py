@@ -3,6 +3,7 @@
 method takes plain values and returns plain values or raises a UserError with what to do."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from core.errors import UserError, first_line
 from core.runs import Run, pin
 from core.settings import Settings
-from finetune import corrections
+from finetune import corrections, lineage
 from finetune.config import TrainConfig
 from finetune.jobs import TrainingJob
 from inference import ModelServer
@@ -133,17 +134,34 @@ class Backend:
         return TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)}).validate()
 
     def train(self, settings: dict, profile=None) -> dict:
-        """Start a run with the defaults overridden by `settings` (None = default)."""
+        """Start a run with the defaults overridden by `settings` (None = default): by default it continues
+        the run that serves (`parent`); `start_over` true: a fresh run from the base model."""
         if why := self.refused(profile):
             return {"accepted": False, "message": why}
+        settings = dict(settings)
+        start_over = bool(settings.pop("start_over", False))
         try:
-            accepted, message = self.job.start(self.config(settings))
+            cfg = self.config(settings)
+            accepted, message = self.job.start(cfg if start_over else self.continuing(cfg))
         except UserError as exc:
             accepted, message = False, f"not started: {exc}"
         except Exception as exc:  # input nobody foresaw: refuse it in words, keep serving
             log.exception("refused a training request")
             accepted, message = False, f"not started: {type(exc).__name__}: {first_line(exc)}"
         return {"accepted": accepted, "message": message}
+
+    def continuing(self, cfg: TrainConfig) -> TrainConfig:
+        """cfg continuing the run that serves (a local run, or the Hub repo after a restart), when it is a run
+        of cfg's base model and labels; else cfg as it is (a fresh run)."""
+        model = self.server.model
+        if cfg.from_run or model is None or model.kind != "fine-tuned":
+            return cfg
+        try:
+            lineage.check_compatible(cfg, lineage.find_parent(model.source, self.runs_dir))
+        except UserError as exc:
+            log.info("Retrain starts over: %s", exc)
+            return cfg
+        return dataclasses.replace(cfg, from_run=model.source)
 
     def stop(self, profile=None) -> dict:
         return self._as_admin(profile, self.job.stop)
@@ -182,10 +200,10 @@ class Backend:
 
     def health(self) -> dict:
         model, status = self.server.model, self.job.status()
-        ready = getattr(model, "checked_ready", None)  # onnx-int8-checked: its int8 pass prepared (or given up)
         return {"status": "ok", "model_loaded": model is not None, "model": model.name if model else None,
                 "model_kind": model.kind if model else None, "model_reason": getattr(model, "reason", ""),
                 "model_precision": getattr(model, "precision", None),
-                "model_prepared": model is not None and (ready is None or ready.is_set()),
+                "model_prepared": model is not None and model.ready.is_set(),
+                "model_serving": model.serving() if model else None,
                 "model_error": "" if model else (self.server.error or "loading"),
                 "job_running": self.job.busy, "job_state": status["state"], "run_id": status.get("run_id")}

@@ -199,7 +199,7 @@ def validation_plot(loss, val):
 
 def show_runs(backend: Backend) -> dict:
     done, unfinished = views.finished_runs(backend.runs_dir), views.resumable_runs(backend.job.status())
-    return {"table": views.runs_table(backend.runs_dir),
+    return {"table": views.runs_table(backend.runs_dir), "clicks_plot": views.clicks(backend.runs_dir),
             "picked": gr.Dropdown(choices=done, value=done[0] if done else None),
             "resume_box": gr.Row(visible=bool(unfinished)),
             "resume_pick": gr.Dropdown(choices=unfinished, value=unfinished[0][1] if unfinished else None)}

@@ -20,8 +20,8 @@ from finetune.hub import PUSH_RESULT
 
 EMOJI = {"negative": "😠", "neutral": "😐", "positive": "😊"}
 STATE_ICON = {"idle": "💤", "running": "⏳", "done": "✅", "failed": "❌", "stopped": "⏹️"}
-RUN_COLUMNS = ["run", "", "state", "base model", "train/val/test", "epochs", "accuracy", "macro-F1",
-               "baseline acc.", "agrees with people", "Hub"]
+RUN_COLUMNS = ["run", "", "state", "base model", "click", "tweets (all clicks)", "train/val/test", "accuracy",
+               "macro-F1", "baseline acc.", "agrees with people", "Hub"]
 NOT_FINE_TUNED = "base model, not fine-tuned yet: retrain in the Train tab"
 
 
@@ -164,16 +164,34 @@ def runs_table(runs_dir: Path) -> pd.DataFrame:
     for run in list_runs(runs_dir):
         cfg, metrics, report = run.config, run.metrics, run.data_report
         test, base = metrics.get("test", {}), metrics.get("baseline", {})
+        lineage = metrics.get("lineage") or {}
         marks = " ".join(mark for mark, on in (("⭐ latest", newest is not None and run.id == newest.id),
-                                               ("▶ serving", served is not None and run.id == served.id)) if on)
+                                               ("▶ serving", served is not None and run.id == served.id),
+                                               ("✋ kept: no better", run.is_complete and not run.promoted)) if on)
         rows.append({"run": run.id, "": marks, "state": run.state,
                      "base model": Path(cfg.get("base_model", "")).name,
+                     "click": lineage.get("clicks"), "tweets (all clicks)": lineage.get("tweets_seen"),
                      "train/val/test": "/".join(str(v) for v in (report.get("sizes") or {}).values()),
-                     "epochs": cfg.get("epochs"), "accuracy": _round(test.get("accuracy")),
+                     "accuracy": _round(test.get("accuracy")),
                      "macro-F1": _round(test.get("f1_macro")), "baseline acc.": _round(base.get("accuracy")),
                      "agrees with people": agreement_cell(metrics.get("corrections")),
                      "Hub": read_dict(run.path / PUSH_RESULT).get("state", "")})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def clicks(runs_dir: Path) -> pd.DataFrame:
+    """Test accuracy per click of each chain of runs (finetune.lineage), for the Runs tab's plot: click, the
+    chain's training minutes so far, accuracy, and the chain (named by its first run)."""
+    runs = {r.id: r for r in list_runs(runs_dir) if r.is_complete and r.metrics.get("lineage")}
+    rows = []
+    for run in runs.values():
+        first, lineage = run, run.metrics["lineage"]
+        while (parent := runs.get(first.metrics["lineage"].get("parent") or "")) is not None:
+            first = parent
+        rows.append({"click": lineage["clicks"], "minutes": round(lineage.get("train_seconds", 0) / 60, 1),
+                     "accuracy": run.metrics["test"]["accuracy"], "chain": f"from {first.id}"})
+    return pd.DataFrame(sorted(rows, key=lambda r: (r["chain"], r["click"])),
+                        columns=["click", "minutes", "accuracy", "chain"])
 
 
 def finished_runs(runs_dir: Path) -> list[str]:
