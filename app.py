@@ -3,9 +3,10 @@
     python app.py                  # http://0.0.0.0:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)
 
 This file is the page's layout and the wiring of its events; what the events do lives in `web/`
-(backend: what serves, the job, the admin and path rules; handlers; views; batch files; the APIs).
+(backend: what serves, the job, the path rule; roles: who may do what; handlers; views; batch files; the
+APIs). Every event is wired with its action (web/roles.py), checked before its handler runs.
 Configuration: `core.settings.Settings` (BASE_MODEL, DATASET, RUNS_DIR, DATA_DIR, HUB_MODEL_ID, HF_TOKEN,
-ADMIN_USERS, THREADS, ...), read once in `create_app` and passed down.
+ADMIN_USERS, PUBLIC_RETRAIN, THREADS, ...), read once in `create_app` and passed down.
 """
 from __future__ import annotations
 
@@ -25,23 +26,26 @@ from transformers.utils import logging as hf_logging
 from core.errors import UserError
 from core.labels import LABELS
 from core.settings import Settings
+from finetune import corrections
 from finetune.config import TrainConfig, field_type, parse_size
 from web import dataview, handlers, views
-from web.api import add_gradio_api, json_api
+from web.api import BodyLimit, add_gradio_api, health_route, json_api
 from web.backend import Backend
-from web.limits import (CLASSIFY_CONCURRENCY, CONCURRENCY, MAX_BATCH_ROWS, MAX_TRAIN_UPLOAD_BYTES, MAX_UPLOAD_BYTES,  # noqa: F401
-                        POLL_SECONDS, QUEUE_MAX_SIZE)
+from web.limits import (CLASSIFY_CONCURRENCY, CONCURRENCY, DELETE_CACHE, MAX_BATCH_ROWS, MAX_BODY_BYTES,  # noqa: F401
+                        MAX_TRAIN_UPLOAD_BYTES, MAX_UPLOAD_BYTES, POLL_SECONDS, QUEUE_MAX_SIZE)
+from web.roles import ROLES
 from web.views import as_text
 
 log = logging.getLogger("app")
 
-# the settings the Train tab offers (the API's /train takes every config field): the data ones in its
-# Data accordion, the others in Settings
+# the settings the Train tab offers (the API's /train takes every config field but the owner's): the data
+# ones in its Data accordion, the others in Settings
 DATA_SETTINGS = ("dataset", "text_column", "label_column")
 FORM_SETTINGS = ("base_model", "train_size", "time_budget_s", "test_size", "epochs", "learning_rate", "batch_size",
-                 "grad_accum", "max_length", "hub_model_id", "include_corrections")
+                 "grad_accum", "max_length", "include_corrections")
 SETTINGS = DATA_SETTINGS + FORM_SETTINGS + ("start_over",)
 HINT_EVERY_S = 10  # the Train tab's "≈ N tweets in 2m 00s" line follows new speed measurements this often
+VIEWS_EVERY_S = 5  # what serves and the corrections waiting, on every open page
 TRAIN_FILES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 EXAMPLES = ["I love this new phone, best purchase all year!", "Stuck in traffic again. Great start to Monday...",
             "The meeting has been moved to 3pm.", "can't stop smiling today :)",
@@ -54,6 +58,7 @@ CSS = """
 PRIVATE = {"api_visibility": "private"}
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 PREVIEW = ["preview_note", "preview_rows", "text_column", "label_column"]  # the Data accordion (handlers.preview_data)
+PENDING = ["corrections_note", "pending", "pending_pick"]  # the Review corrections accordion (handlers.pending)
 LIVE = ["progress", "plots_box", "loss_plot", "eval_plot", "log_box", "result_box", "scores", "matrix", "report",
         "pushed", "resume_button", "resume_note", "seen", "action_note"]  # the Train tab's live view (handlers.live)
 RUNS_SHOWN = ["table", "clicks_plot", "picked", "resume_box", "resume_pick"]  # the Runs tab's lists (handlers.show_runs)
@@ -63,7 +68,7 @@ RUNS_SHOWN = ["table", "clicks_plot", "picked", "resume_box", "resume_pick"]  # 
 def classify_tab(backend: Backend) -> dict:
     ui = {}
     with gr.Tab("Classify", id="classify"):
-        ui["serving_note"] = gr.Markdown(lambda: views.serving_md(backend.model_info()), every=5)
+        ui["serving_note"] = gr.Markdown()  # what serves (handlers.serving, on load and every few seconds)
         with gr.Row():
             with gr.Column(scale=3):
                 ui["chatbot"] = gr.Chatbot(label="Chat", height=380, allow_tags=False, feedback_options=None,
@@ -106,18 +111,20 @@ def train_tab(backend: Backend) -> dict:
         with gr.Row(equal_height=True):
             ui["retrain"] = gr.Button("🚀 Retrain", variant="primary", size="lg", scale=3)
             ui["stop"] = gr.Button("⏹ Stop", variant="stop", size="lg", scale=1)
-            if backend.admins and backend.settings.on_space:
+            if backend.roles.admins and backend.settings.on_space:
                 gr.LoginButton(scale=1)
-        if backend.admins and not backend.settings.on_space:
-            gr.Markdown(f"Retrain is limited to {as_text(', '.join(sorted(backend.admins)))} (ADMIN_USERS), "
-                        f"who sign in with Hugging Face: that works when the app runs on a Space.")
+        if backend.roles.admins and not backend.settings.on_space:
+            gr.Markdown(f"Stop, Resume, changing a setting and the reviews are for "
+                        f"{as_text(', '.join(sorted(backend.roles.admins)))} (ADMIN_USERS), who sign in with "
+                        f"Hugging Face: that works when the app runs on a Space.")
         ui.update(resume_row())
         ui["action_note"] = gr.Markdown()
         ui["budget_note"] = gr.Markdown(views.budget_md(backend.config({})))
-        ui["waiting"] = gr.Markdown(lambda: views.waiting_md(backend.runs_dir), every=5)
+        ui["waiting"] = gr.Markdown()  # the corrections waiting (handlers.waiting)
         ui["progress"] = gr.HTML(views.progress_html(backend.job.status()))
         ui.update(data_box(backend))
         ui.update(review_box())
+        ui.update(corrections_box())
         ui.update(settings_box(backend))
         ui.update(live_box())
     return ui
@@ -162,9 +169,28 @@ def review_box() -> dict:
     return ui
 
 
+def corrections_box() -> dict:
+    ui = {}
+    with gr.Accordion("Review corrections: accept or reject people's labels", open=False):
+        gr.Markdown("A visitor's correction waits here until an admin accepts it: only accepted ones train the "
+                    "next retrain (at most its *corrections share* of the training rows), rejected ones never.")
+        ui["pending_button"] = gr.Button("📝 Show the corrections waiting", size="sm")
+        ui["corrections_note"] = gr.Markdown()
+        ui["pending"] = gr.Dataframe(headers=dataview.PENDING_COLUMNS, label="Waiting, oldest first",
+                                     interactive=False, wrap=True, column_widths=["14%", "54%", "10%", "11%", "11%"])
+        ui["pending_pick"] = gr.Dropdown(label="Pick corrections", choices=[], multiselect=True)
+        with gr.Row():
+            ui["pick_all"] = gr.Button("Pick all", size="sm")
+            ui["accept_button"] = gr.Button("Accept the picked", size="sm", variant="primary")
+            ui["reject_button"] = gr.Button("Reject the picked", size="sm", variant="stop")
+    return ui
+
+
 def settings_box(backend: Backend) -> dict:
     ui = {}
     with gr.Accordion("Settings", open=False):
+        gr.Markdown("The owner's settings. Changing one is for admins; anyone may press Retrain with them as "
+                    "they are." if backend.roles.public_retrain else "The owner's settings: for admins.")
         ui["start_over"] = gr.Checkbox(False, label="start over from the base model",
                                        info="Off: Retrain continues the run that serves, on tweets it has not "
                                             "trained on yet (each click builds on the last). On: a fresh run.")
@@ -248,94 +274,119 @@ def runs_tab() -> dict:
 # --- the wiring ------------------------------------------------------------------------------------
 class Wiring:
     """Connects page events to `handler(backend, *inputs)`, whose {name: value} answer becomes
-    {component: value}: a handler updates exactly the components it names."""
+    {component: value}: a handler updates exactly the components it names. Each event names its action
+    (a key of web.roles.ROLES; no other can be wired), and who asks is checked before the handler runs: a
+    refusal shows in `note` (default: the event's first output)."""
 
     def __init__(self, backend: Backend, ui: dict):
         self.backend, self.ui = backend, ui
 
-    def on(self, listen, handler, inputs=(), outputs=(), admin=False, **options):
-        backend, ui = self.backend, self.ui
+    def on(self, listen, handler, inputs=(), outputs=(), *, action: str, caller: bool = False, note: str = "",
+           **options):
+        """`caller`: the handler takes who asks (a web.roles.Caller) after the backend."""
+        backend, ui, note = self.backend, self.ui, note or (list(outputs) or [None])[0]
+        ROLES[action]
 
-        def components(answer: dict) -> dict:
+        def run(request: gr.Request, profile: Optional[gr.OAuthProfile], *values):  # Gradio fills both in
+            who = backend.roles.caller(profile, request)
+            if why := backend.roles.refusal(action, who):
+                return {ui[note]: f"⚠️ {as_text(why, 600)}"} if note else {}
+            answer = handler(backend, who, *values) if caller else handler(backend, *values)
             return {ui[name]: value for name, value in answer.items()}
-
-        def plain(*values):
-            return components(handler(backend, *values))
-        params = list(inspect.signature(handler).parameters.values())[1:]  # the API names the handler's own
-        plain.__signature__ = inspect.Signature([p.replace(annotation=inspect.Parameter.empty) for p in params])
-
-        def signed_in(profile: Optional[gr.OAuthProfile], *values):  # Gradio fills in the profile
-            return components(handler(backend, profile, *values))
-
-        return listen(signed_in if admin else plain, [ui[n] for n in inputs], [ui[n] for n in outputs],
-                      **{**PRIVATE, **options})
+        params = list(inspect.signature(handler).parameters.values())[2 if caller else 1:]  # the API names them
+        special = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("request", "profile")]
+        run.__signature__ = inspect.Signature(special + [p.replace(annotation=inspect.Parameter.empty) for p in params])
+        run.__name__, run.action, run.handler = f"page_{handler.__name__}", action, handler.__name__  # api_name: page_...
+        return listen(run, [ui[n] for n in inputs], [ui[n] for n in outputs], **{**PRIVATE, **options})
 
 
 def wire_classify(w: Wiring, ui: dict) -> None:
     chat_out = ["chatbot", "message", "label", "answered_by", "why", "last_reply", "right_label", "correct_note"]
-    w.on(ui["message"].submit, handlers.chat, ["message", "chatbot"], chat_out)
-    w.on(ui["examples"].load_input_event.then, handlers.chat, ["message", "chatbot"], chat_out)
-    w.on(ui["correct_button"].click, handlers.correct, ["last_reply", "right_label"], ["correct_note", "waiting"])
+    w.on(ui["message"].submit, handlers.chat, ["message", "chatbot"], chat_out, action="classify")
+    w.on(ui["examples"].load_input_event.then, handlers.chat, ["message", "chatbot"], chat_out, action="classify")
+    w.on(ui["correct_button"].click, handlers.correct, ["last_reply", "right_label"], ["correct_note", "waiting"],
+         action="correct", caller=True)
     w.on(ui["batch_button"].click, handlers.classify_file, ["upload"], ["download", "batch_note"],
-         api_name="classify_file", api_visibility="public")
+         action="classify_file", api_name="classify_file", api_visibility="public")
 
 
 def wire_train(w: Wiring, ui: dict) -> None:
-    def retrain(backend, profile, *values):
-        return handlers.retrain(backend, profile, SETTINGS, values)
+    def retrain(backend, caller, *values):
+        return handlers.retrain(backend, caller, SETTINGS, values)
 
     def hint(backend, *values):
         return handlers.budget_hint(backend, SETTINGS, values)
 
-    w.on(ui["retrain"].click, retrain, SETTINGS, ["action_note"], admin=True)
+    w.on(ui["retrain"].click, retrain, SETTINGS, ["action_note"], action="train", caller=True)
     triggers = [ui[name].change for name in ("base_model", "train_size", "time_budget_s", "batch_size", "epochs")]
     w.on(functools.partial(gr.on, [*triggers, gr.Timer(HINT_EVERY_S).tick]), hint, SETTINGS, ["budget_note"],
-         queue=False, show_progress="hidden")
-    w.on(ui["stop"].click, handlers.stop, (), ["action_note"], admin=True)
-    w.on(ui["resume_button"].click, handlers.resume, (), ["action_note"], admin=True)
-    w.on(ui["push_button"].click, handlers.push, (), ["action_note"], admin=True)
+         action="view", queue=False, show_progress="hidden")
+    w.on(ui["stop"].click, handlers.stop, (), ["action_note"], action="stop")
+    w.on(ui["resume_button"].click, handlers.resume, (), ["action_note"], action="resume")
+    w.on(ui["push_button"].click, handlers.push, (), ["action_note"], action="push")
     w.on(ui["train_file"].upload, handlers.upload_dataset, ["train_file"], ["dataset", "action_note", *PREVIEW],
-         api_name="upload_dataset", api_visibility="public")  # → the dataset name for /train, and the preview
+         action="upload", caller=True, note="action_note", api_name="upload_dataset", api_visibility="public")
     for listen in (ui["preview_button"].click, ui["text_column"].input, ui["label_column"].input):
-        w.on(listen, handlers.preview_data, DATA_SETTINGS, PREVIEW)
-    w.on(ui["dataset"].submit, handlers.preview_dataset, ["dataset"], PREVIEW)
+        w.on(listen, handlers.preview_data, DATA_SETTINGS, PREVIEW, action="preview", caller=True)
+    w.on(ui["dataset"].submit, handlers.preview_dataset, ["dataset"], PREVIEW, action="preview", caller=True)
     # polls skip the queue, so that open pages never fill it up for real requests
-    w.on(gr.Timer(POLL_SECONDS).tick, handlers.live, ["seen"], LIVE, queue=False, show_progress="hidden")
+    w.on(gr.Timer(POLL_SECONDS).tick, handlers.live, ["seen"], LIVE, action="view", queue=False, show_progress="hidden")
 
 
 def wire_review(w: Wiring, ui: dict) -> None:
     listed = ["suspects", "suspect", "review_label"]
-    w.on(ui["review_button"].click, handlers.review_data,
-         [*DATA_SETTINGS, "base_model", "train_size"], ["review_note", *listed], admin=True)
-    w.on(ui["suspect"].input, handlers.pick_suspect, ["suspect"], ["review_label"])
-    for action in ("keep", "relabel", "exclude"):
-        def decide(backend, profile, text, label, action=action):
-            return handlers.decide(backend, profile, text, label, action)
-        w.on(ui[f"{action}_button"].click, decide, ["suspect", "review_label"], ["decide_note", "waiting", *listed],
-             admin=True)
+    w.on(ui["review_button"].click, handlers.review_data, [*DATA_SETTINGS, "base_model", "train_size"],
+         ["review_note", *listed], action="review")
+    w.on(ui["suspect"].input, handlers.pick_suspect, ["suspect"], ["review_label"], action="view")
+    for verb in ("keep", "relabel", "exclude"):
+        def decide(backend, text, label, verb=verb):
+            return handlers.decide(backend, text, label, verb)
+        w.on(ui[f"{verb}_button"].click, decide, ["suspect", "review_label"], ["decide_note", "waiting", *listed],
+             action="review")
+    w.on(ui["pending_button"].click, handlers.pending, (), PENDING, action="corrections")
+    w.on(ui["pick_all"].click, handlers.pick_all_pending, (), ["corrections_note", "pending_pick"],
+         action="corrections")
+    for decision, button in ((corrections.ACCEPTED, "accept_button"), (corrections.REJECTED, "reject_button")):
+        def decide_corrections(backend, caller, ids, decision=decision):
+            return handlers.decide_corrections(backend, caller, ids, decision)
+        w.on(ui[button].click, decide_corrections, ["pending_pick"], [*PENDING, "waiting"], action="corrections",
+             caller=True)
 
 
 def wire_runs(w: Wiring, ui: dict) -> None:
     shown = ["serve_note", *RUNS_SHOWN, "serving_note"]
-    w.on(ui["runs_tab"].select, handlers.show_runs, (), RUNS_SHOWN)
-    w.on(ui["picked"].change, handlers.show_run, ["picked"], ["run_box", "run_loss", "run_eval", "run_scores", "card"])
-    w.on(ui["serve_button"].click, handlers.serve, ["picked"], shown, admin=True)
-    w.on(ui["newest_button"].click, handlers.serve_newest, (), shown, admin=True)
-    w.on(ui["resume_picked"].click, handlers.resume_picked, ["resume_pick"], ["serve_note", *RUNS_SHOWN], admin=True)
+    w.on(ui["runs_tab"].select, handlers.show_runs, (), RUNS_SHOWN, action="view")
+    w.on(ui["picked"].change, handlers.show_run, ["picked"], ["run_box", "run_loss", "run_eval", "run_scores", "card"],
+         action="view")
+    w.on(ui["serve_button"].click, handlers.serve, ["picked"], shown, action="serve")
+    w.on(ui["newest_button"].click, handlers.serve_newest, (), shown, action="serve")
+    w.on(ui["resume_picked"].click, handlers.resume_picked, ["resume_pick"], ["serve_note", *RUNS_SHOWN],
+         action="resume")
+
+
+def wire_page(w: Wiring, ui: dict, demo: gr.Blocks) -> None:
+    """What every page shows on load and keeps up to date: the job, the label review's suspects, what
+    serves and the corrections waiting."""
+    w.on(demo.load, handlers.live, ["seen"], LIVE, action="view")
+    w.on(demo.load, handlers.suspects, (), ["suspects", "suspect", "review_label"], action="view")
+    every = functools.partial(gr.on, [demo.load, gr.Timer(VIEWS_EVERY_S).tick])
+    w.on(every, handlers.serving, (), ["serving_note"], action="view", queue=False, show_progress="hidden")
+    w.on(every, handlers.waiting, (), ["waiting"], action="view", queue=False, show_progress="hidden")
 
 
 def build_demo(backend: Backend) -> gr.Blocks:
-    with gr.Blocks(title="Tweet sentiment") as demo:
+    with gr.Blocks(title="Tweet sentiment", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# 🐦 Tweet sentiment\nClassify a tweet as negative, neutral or positive; "
                     "retrain the model on tweets in one click.")
+        if banner := backend.roles.banner():
+            gr.Markdown(banner)
         ui = {**classify_tab(backend), **train_tab(backend), **runs_tab()}
         w = Wiring(backend, ui)
         wire_classify(w, ui)
         wire_train(w, ui)
         wire_review(w, ui)
         wire_runs(w, ui)
-        w.on(demo.load, handlers.live, ["seen"], LIVE)
-        w.on(demo.load, handlers.suspects, (), ["suspects", "suspect", "review_label"])
+        wire_page(w, ui, demo)
         add_gradio_api(backend, CLASSIFY_CONCURRENCY)
     return demo
 
@@ -353,10 +404,12 @@ def create_app(defaults: TrainConfig | None = None, admin_users: list[str] | Non
     demo = build_demo(backend)
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
     app = FastAPI(title="Tweet sentiment", description="Classify tweets as negative, neutral or positive.")
-    app.get("/health")(backend.health)
+    app.get("/health")(health_route(backend))
     app.include_router(json_api(backend))
     app = gr.mount_gradio_app(app, demo, path="/", max_file_size=MAX_TRAIN_UPLOAD_BYTES, ssr_mode=False,
                               theme=gr.themes.Soft(), css=CSS, footer_links=["api"])
+    # any body but an upload's (Gradio limits those to max_file_size): 413 before it is read
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, exempt=("/gradio_api/upload",))
     return app, demo, backend
 
 
@@ -367,7 +420,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     try:
         app, _, backend = create_app()
-    except UserError as exc:  # e.g. a bad THREADS value
+    except (UserError, ValueError) as exc:  # e.g. a bad THREADS or KEEP_RUNS value
         raise SystemExit(f"error: {exc}")
     host, port = backend.settings.host, int(backend.settings.port)
     log.info("runs in %s; data folder %s; base model %s; dataset %s; serving on http://%s:%d", backend.runs_dir,

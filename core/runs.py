@@ -11,9 +11,14 @@
     runs/<run-id>.partial/    a run in progress, or one that was stopped, failed or interrupted
         _checkpoints/checkpoint-<step>/   the Trainer's resumable checkpoints (the last, and the best)
         _checkpoints/splits/  the run's data splits, so that a resumed run trains on the same rows
+    runs/<run-id>/serving/    the ONNX exports that serve it (inference/onnx_backend.py; made again when missing)
 
 A run is written as `<id>.partial` and renamed to `<id>` only once complete, so a crash or a stop
-never leaves a half-written checkpoint that `latest()` could pick.
+never leaves a half-written checkpoint that `latest()` could pick. A running run's status.json names
+the process that writes it by its pid and its start token (`process_token`: the boot and the process's
+start time), so that after a restart (where the app may get the same pid, as PID 1 in a container does)
+the run is not taken for alive. `prune` keeps the disk bounded: the exports and checkpoints of the
+newest runs only.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PARTIAL = ".partial"
 CHECKPOINTS = "_checkpoints"
+SERVING_DIR = "serving"   # a complete run's ONNX exports
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into a checkpoint: its commit record
 RESUMABLE_STATES = ("interrupted", "stopped")
 SERVING_FILE = "serving.json"
@@ -155,10 +161,11 @@ class RunWriter:
         self.path = self.runs_dir / f"{self.id}{PARTIAL}"
         self.path.mkdir(parents=True, exist_ok=reopen)
         self._lock = threading.Lock()
+        owner = {"pid": os.getpid(), "process": process_token()}
         if reopen:
-            self.set_status(RunState.RUNNING, pid=os.getpid(), resumed=_now(), finished=None, message="")
+            self.set_status(RunState.RUNNING, **owner, resumed=_now(), finished=None, message="")
         else:
-            self.set_status(RunState.RUNNING, pid=os.getpid(), started=_now())
+            self.set_status(RunState.RUNNING, **owner, started=_now())
 
     @classmethod
     def reopen(cls, run_dir: str | Path) -> "RunWriter":
@@ -285,23 +292,39 @@ def drop_incomplete_checkpoints(checkpoints_dir: Path) -> None:
 
 
 def mark_interrupted(runs_dir: str | Path) -> list[Run]:
-    """At start-up: runs left 'running' by a process that is gone (kill -9, a crash, a Space restart)
-    become 'interrupted'; their resumable checkpoint is kept (see `Run.can_resume`)."""
+    """At start-up: runs left 'running' by a process that is gone (kill -9, a crash, a Space or container
+    restart) become 'interrupted'; their resumable checkpoint is kept (see `Run.can_resume`)."""
     marked = []
     for run in list_runs(runs_dir):
         status = run.status
-        if status.get("state") == RunState.RUNNING and not _alive(status.get("pid")):
+        if status.get("state") == RunState.RUNNING and not _alive(status.get("pid"), status.get("process")):
             write_json(run.path / "status.json", {**status, "state": RunState.INTERRUPTED.value, "updated": _now(),
                                                   "message": "the process ended before the run finished"})
             marked.append(run)
     return marked
 
 
-def _alive(pid) -> bool:
+def process_token(pid: int | None = None) -> str:
+    """What tells a process from any other that had (or will have) its pid: this boot's id and the
+    process's start time (in clock ticks since the boot), from /proc; "" where there is no /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text()
+    except OSError:
+        return ""
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, starttime: after the name in parentheses
+
+
+def _alive(pid, token=None) -> bool:
+    """Whether the process that wrote a run's status is still running: its pid, and (where the status has
+    one) its start token. A status without a token that names this process's pid was written by an
+    earlier process, where this one writes tokens (it has /proc): not alive."""
     if not isinstance(pid, int) or pid <= 0:
         return False
+    if token:
+        return process_token(pid) == token
     if pid == os.getpid():
-        return True
+        return not process_token()
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -309,6 +332,27 @@ def _alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def prune(runs_dir: str | Path, keep: int, protect=()) -> list[Path]:
+    """Keep the disk bounded: beyond the `keep` newest runs, a complete run loses its ONNX exports
+    (`serving/`, exported again should it serve) and an unfinished one its resumable checkpoints (it can
+    no longer resume). The run that serves (the pinned one, else the newest complete one), those named in
+    `protect` and a running one keep theirs. → the folders removed."""
+    served = serving(runs_dir)
+    protect = {*protect, served.id if served else None}
+    removed = []
+    for run in list_runs(runs_dir)[keep:]:
+        if run.id in protect or run.state == RunState.RUNNING:
+            continue
+        for folder in (run.path / SERVING_DIR, run.path / CHECKPOINTS):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    if removed:
+        log.info("kept the newest %d runs' exports and checkpoints: removed %s", keep,
+                 ", ".join(f"{p.parent.name}/{p.name}" for p in removed))
+    return removed
 
 
 def check_writable(runs_dir: str | Path, need_bytes: int = MIN_FREE_BYTES) -> None:

@@ -17,8 +17,10 @@ VARIABLES = {
     "DATA_DIR": "data_dir", "HUB_MODEL_ID": "hub_model_id", "HUB_DATASET_ID": "hub_dataset_id",
     "THREADS": "threads", "CPU_CORES": "cpu_cores", "SERVING_PRECISION": "serving_precision",
     "ADMIN_USERS": "admin_users", "SPACE_ID": "space_id", "GRADIO_SERVER_NAME": "host",
-    "GRADIO_SERVER_PORT": "port", "RANK": "rank",
+    "GRADIO_SERVER_PORT": "port", "RANK": "rank", "HUB_PRIVATE": "hub_private", "PUBLIC_RETRAIN": "public_retrain",
+    "RETRAIN_COOLDOWN_S": "retrain_cooldown_s", "KEEP_RUNS": "keep_runs",
 }
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 
@@ -36,6 +38,10 @@ class Settings:
     serving_precision: str = ""     # one of inference.policy.PRECISIONS; "" = auto
     admin_users: str = ""           # comma-separated Hub user names who may retrain
     space_id: str = ""              # set on a Space (owner/name)
+    hub_private: str = ""           # "1": HUB_MODEL_ID is created private (an existing repo keeps its own)
+    public_retrain: str = "1"       # "0": Retrain is for ADMIN_USERS only; else visitors may, with the defaults
+    retrain_cooldown_s: str = "600"  # at most one visitor's Retrain start this often
+    keep_runs: str = "5"            # the newest runs that keep their ONNX exports and resumable checkpoints
     host: str = "0.0.0.0"
     port: str = "7860"
     rank: str = "0"                 # torchrun / accelerate: only rank 0 writes and prints
@@ -57,10 +63,40 @@ class Settings:
     def is_main_process(self) -> bool:
         return self.rank in ("", "0")
 
+    @property
+    def retrain_public(self) -> bool:
+        return _flag("PUBLIC_RETRAIN", self.public_retrain)
+
+    @property
+    def cooldown_s(self) -> float:
+        return _number("RETRAIN_COOLDOWN_S", self.retrain_cooldown_s, float)
+
+    @property
+    def runs_kept(self) -> int:
+        return max(1, _number("KEEP_RUNS", self.keep_runs, int))
+
     def train_overrides(self) -> dict:
-        """The TrainConfig fields the environment sets (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID, THREADS)."""
-        names = ("base_model", "dataset", "runs_dir", "hub_model_id", "threads")
-        return {name: getattr(self, name) for name in names if getattr(self, name)}
+        """The TrainConfig fields the environment sets (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID,
+        HUB_PRIVATE, THREADS)."""
+        values = {name: getattr(self, name) for name in ("base_model", "dataset", "runs_dir", "hub_model_id", "threads")
+                  if getattr(self, name)}
+        return {**values, "hub_private": _flag("HUB_PRIVATE", self.hub_private)} if self.hub_private else values
+
+
+def _flag(variable: str, value: str) -> bool:
+    if value.strip().lower() not in TRUE + FALSE:
+        raise ValueError(f"{variable} must be 1 or 0 (true/false), got {value!r}")
+    return value.strip().lower() in TRUE
+
+
+def _number(variable: str, value: str, kind: type):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{variable} must be a {kind.__name__} number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{variable} must be >= 0, got {value!r}")
+    return number
 
 
 def token() -> str:

@@ -10,8 +10,10 @@ RNG states and trainer_state.json with the step, the best metric and the callbac
 * `save_splits` / `load_splits`: the run's prepared data, kept next to its checkpoints, so that a
   resumed run trains on the very rows it started with (corrections added meanwhile wait for the next run);
 * `HubCheckpoints`: in the background, a copy of the newest checkpoint on the model repo's `resume`
-  branch (one commit per checkpoint at most, not more often than every few minutes), and
-  `restore_from_hub`, which brings it back onto a Space whose disk a restart wiped.
+  branch (one commit per checkpoint at most, not more often than every few minutes; the training rows
+  go only to a private repo, and the reports as `hub.public` has them; the branch is deleted when the run
+  finishes), and `restore_from_hub`, which brings it back onto a Space whose disk a restart wiped (a run
+  whose rows stayed here rebuilds them from its dataset and seed as it resumes).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from core import settings
 from core.errors import first_line, scrub
 from core.runs import CHECKPOINTS, PARTIAL, TRAINER_STATE, Run, RunState, read_dict, write_json
 
-from .hub import PushResult, client, explain_failure
+from .hub import PushResult, client, explain_failure, link_or_copy, stage
 
 log = logging.getLogger(__name__)
 
@@ -138,26 +140,19 @@ def relocate(checkpoint: Path) -> None:
 
 
 # --- the copy on the Hub ------------------------------------------------------------------------------
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)   # the Trainer writes new files and deletes old folders: a link stays whole
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def snapshot(run_dir: Path, checkpoint: Path, dest: Path) -> Path:
-    """`dest`/<run id>/: the run's small files copied, its checkpoints (the newest, the best) and splits
-    linked, as they are now; and `dest`/resume.json pointing at it."""
+    """`dest`/<run id>/: the run's small files as they may leave the server (`hub.stage`), its checkpoints
+    (the newest, the best) and splits linked, as they are now; and `dest`/resume.json pointing at it."""
     run = Run(run_dir)
     folder = dest / run.id
     folder.mkdir(parents=True)
     for name in ("train_config.json", "data_report.json", "history.jsonl", "status.json"):
         if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, folder / name)
+            stage(run_dir / name, folder / name)
     best = read_dict(checkpoint / TRAINER_STATE).get("best_model_checkpoint")
     for path in {checkpoint, *([Path(best)] if best else []), run_dir / CHECKPOINTS / SPLITS}:
         if path.is_dir():
-            shutil.copytree(path, folder / CHECKPOINTS / path.name, copy_function=_link_or_copy)
+            shutil.copytree(path, folder / CHECKPOINTS / path.name, copy_function=link_or_copy)
     step = read_dict(checkpoint / TRAINER_STATE).get("global_step")
     write_json(dest / POINTER, {"run_id": run.id, "step": step, "state": RunState.RUNNING.value})
     return dest
@@ -167,9 +162,9 @@ class HubCheckpoints:
     """Copies a run's newest resumable checkpoint to the `resume` branch of its Hub repo, in a thread of
     its own: `offer(checkpoint)` after each save takes a snapshot (hard links: cheap, and whole even when
     the Trainer deletes the folder meanwhile); the thread pushes the newest one, one commit per checkpoint
-    at most, not more often than every `every_s` seconds; `close(done=True)` marks the run finished there.
-    The branch holds one run, so it stays one checkpoint big. Failures go to `report` and never reach
-    training."""
+    at most, not more often than every `every_s` seconds; `close(done=True)` deletes the branch (the run
+    finished, or failed). The branch holds one run, so it stays one checkpoint big; the run's training rows
+    go only where the repo is private. Failures go to `report` and never reach training."""
 
     def __init__(self, run_dir: Path, repo_id: str, private: bool = False, api=None,
                  every_s: float = HUB_PUSH_EVERY_S, report: Callable[[PushResult], None] | None = None):
@@ -234,11 +229,13 @@ class HubCheckpoints:
             api = self.api = client(self.api, self.token)  # one client for the run's pushes
             api.create_repo(self.repo_id, private=self.private, exist_ok=True, repo_type="model")
             api.create_branch(self.repo_id, branch=BRANCH, exist_ok=True, repo_type="model")
+            private = bool(getattr(api.repo_info(self.repo_id, repo_type="model"), "private", False))
             api.upload_folder(repo_id=self.repo_id, folder_path=str(taken), revision=BRANCH, repo_type="model",
-                              delete_patterns=["*"], commit_message=f"resumable checkpoint of run "
-                              f"{Run(self.run_dir).id} at step {step}")
+                              delete_patterns=["*"], ignore_patterns=[] if private else [f"*/{CHECKPOINTS}/{SPLITS}/*"],
+                              commit_message=f"resumable checkpoint of run {Run(self.run_dir).id} at step {step}")
+            rows = "" if private else " (not its training rows: the repo is public)"
             self._result(PushResult("pushed", self.repo_id, message=f"resumable checkpoint at step {step} on "
-                                                                    f"branch {BRANCH} of {self.repo_id}"))
+                                                                    f"branch {BRANCH} of {self.repo_id}{rows}"))
         except Exception as exc:  # network, auth, rate limit: say so, keep training
             self._result(PushResult("failed", self.repo_id, message="resumable checkpoint not pushed: " + scrub(
                 explain_failure(exc, self.repo_id), self.token)))
@@ -247,14 +244,12 @@ class HubCheckpoints:
             shutil.rmtree(taken, ignore_errors=True)
 
     def _mark_done(self) -> None:
-        pointer = {"run_id": Run(self.run_dir).id, "state": RunState.DONE.value}
+        """The run finished (or failed): its resume branch goes, checkpoints and all."""
         try:
-            client(self.api, self.token).upload_file(
-                path_or_fileobj=json.dumps(pointer).encode(), path_in_repo=POINTER, repo_id=self.repo_id,
-                repo_type="model", revision=BRANCH, commit_message=f"run {pointer['run_id']} finished")
+            client(self.api, self.token).delete_branch(self.repo_id, branch=BRANCH, repo_type="model")
         except Exception as exc:
-            self._result(PushResult("failed", self.repo_id, message="could not mark the run finished on the "
-                                    "resume branch: " + scrub(explain_failure(exc, self.repo_id), self.token)))
+            self._result(PushResult("failed", self.repo_id, message=f"could not delete the {BRANCH} branch of "
+                                    f"the finished run: " + scrub(explain_failure(exc, self.repo_id), self.token)))
 
     def _result(self, result: PushResult) -> None:
         self.results.append(result)
@@ -264,10 +259,12 @@ class HubCheckpoints:
             log.exception("reporting a checkpoint push failed")
 
 
-def restore_from_hub(runs_dir: str | Path, repo_id: str, api=None) -> PushResult:
+def restore_from_hub(runs_dir: str | Path, repo_id: str, api=None, local: tuple[str, ...] = ()) -> PushResult:
     """At start-up (a Space whose restart wiped its disk): when the repo's `resume` branch holds an
-    unfinished run that this disk lacks, bring it back as an interrupted run that can resume. Never
-    raises; the result says restored, skipped or failed, and why."""
+    unfinished run that this disk lacks, bring it back as an interrupted run that can resume. The branch's
+    settings name local paths by their last part only (`hub.public`): one that is the last part of a
+    path in `local` (the app's own model and dataset) is that path again. Never raises; the result says
+    restored, skipped or failed, and why."""
     token, runs_dir = settings.token(), Path(runs_dir)
     if not repo_id or (api is None and not token):
         return PushResult("skipped", repo_id, message="no Hub repo or no token: nothing to restore")
@@ -288,6 +285,7 @@ def restore_from_hub(runs_dir: str | Path, repo_id: str, api=None) -> PushResult
             os.replace(Path(tmp) / run_id, target)
         for checkpoint in (target / CHECKPOINTS).glob("checkpoint-*"):
             relocate(checkpoint)
+        _local_paths_again(target / "train_config.json", local)
         status = read_dict(target / "status.json")
         write_json(target / "status.json", {**status, "state": RunState.INTERRUPTED.value, "message":
                    f"brought back from the Hub ({repo_id}, branch {BRANCH}) after a restart: it can resume"})
@@ -297,3 +295,13 @@ def restore_from_hub(runs_dir: str | Path, repo_id: str, api=None) -> PushResult
                                   "RevisionNotFoundError"):
             return PushResult("skipped", repo_id, message="no resumable checkpoint on the Hub")
         return PushResult("failed", repo_id, message=scrub(f"could not restore from the Hub: {first_line(exc)}", token))
+
+
+def _local_paths_again(config_file: Path, local: tuple[str, ...]) -> None:
+    config = read_dict(config_file)
+    names = {Path(p).name: p for p in local if p and Path(p).expanduser().exists()}
+    for key in ("base_model", "dataset"):
+        if config.get(key) in names and not Path(config[key]).exists():
+            config[key] = names[config[key]]
+    if config:
+        write_json(config_file, config)

@@ -149,7 +149,10 @@ class TrainConfig:
     hub_private: bool = field(default=False, metadata=_help("Create the Hub repo as private."))
     include_corrections: bool = field(default=True, metadata=_help(
         "Add people's corrections from the chat (<runs_dir>/corrections.jsonl) to the training rows, "
-        "de-duplicated against them and never in validation or test."))
+        "de-duplicated against them and never in validation or test. Only those an admin accepted (or made)."))
+    corrections_share: float = field(default=0.1, metadata=_help(
+        "At most this share of a run's training rows are people's corrections (added or relabelled): the "
+        "latest ones, so that a flood of corrections cannot outweigh the data (0 = none, 1 = no limit)."))
     drop_near_duplicates: bool = field(default=True, metadata=_help(
         "Also drop near-copies (a link, a mention, case, punctuation or a few letters apart): train rows that "
         "nearly copy a test tweet, and within train all but one of each group (finetune/neardup.py; seconds)."))
@@ -164,6 +167,8 @@ class TrainConfig:
         for name in ("base_model", "dataset", "text_column", "label_column", "runs_dir"):
             if not str(getattr(self, name)).strip():
                 problems.append(f"{name} must not be empty")
+        if not 0 <= self.corrections_share <= 1:
+            problems.append(f"corrections_share must be in [0, 1], got {self.corrections_share}")
         if not 0 <= self.validation_share < 1:
             problems.append(f"validation_share must be in [0, 1), got {self.validation_share}")
         if not 0 < self.epochs <= MAX_EPOCHS:

@@ -1,16 +1,21 @@
 """People's corrections: replies the chat got wrong, with the right label, kept for the next retrain.
 
-    add(runs_dir, text, model_label="positive", corrected_label="negative", run_id="20261126-101500-ab12")
-    load(runs_dir)            # every correction, oldest first
-    training_rows(runs_dir)   # [(text, label id)] for finetune.data.prepare(extra_train=...)
-    waiting(runs_dir)         # the ones no finished run has learned from yet
+    add(runs_dir, text, model_label="positive", corrected_label="negative", run_id="20261126-101500-ab12",
+        status=PENDING, by="")  # a visitor's: waits for an admin; an admin's (the default) counts at once
+    decide(runs_dir, ["3f2a...", ...], ACCEPTED, by="alice")   # or REJECTED; in bulk
+    load(runs_dir)            # every correction, oldest first, with its status (pending/accepted/rejected)
+    training_rows(runs_dir)   # [(text, label id)] of the accepted ones, for finetune.data.prepare(extra_train=...)
+    waiting(runs_dir)         # the accepted ones no finished run has learned from yet
     push(runs_dir) / pull(runs_dir)    # to / from the Hub dataset HUB_DATASET_ID
     PushSoon(runs_dir)()      # push in the background (huggingface_hub.CommitScheduler), a burst in one commit
 
-They live in `<runs_dir>/corrections.jsonl`, one JSON object per line, append-only. Each line goes in
+They live in `<runs_dir>/corrections.jsonl`, one JSON object per line, append-only: a correction (with
+its id and the status it was made with), or a decision ({"decision": "accepted", "ids": [...], "by",
+"time"}) that sets the status of the corrections it names (the last decision wins). Each line goes in
 with a single `write` under an exclusive `flock` and is fsynced, so threads and processes writing at
 once never interleave, and a crash can at worst leave a torn last line: readers skip it, and the next
-`add` ends it first so that the new line stands alone.
+line written ends it first so that the new line stands alone. The file takes no more corrections once
+it holds MAX_FILE_BYTES (decisions still go in); names are cut to MAX_NAME_CHARS.
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -41,6 +48,9 @@ log = logging.getLogger(__name__)
 FILE = "corrections.jsonl"
 HUB_DATASET_ENV = "HUB_DATASET_ID"
 PUSH_DELAY_S = 10.0       # corrections made within this long of each other go to the Hub in one commit
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+MAX_NAME_CHARS = 200      # the model name and who made it; longer is refused
+MAX_FILE_BYTES = 20 * 1024**2  # about 10,000 corrections of the longest tweets
 
 
 @dataclass
@@ -50,10 +60,19 @@ class Correction:
     corrected_label: str      # what the person says it is
     run_id: str = ""          # the run (or model name) that answered
     time: str = ""            # UTC, ISO 8601
+    id: str = ""              # what a decision names it by
+    by: str = ""              # the signed-in user who made it ("" = anonymous)
+    status: str = ACCEPTED    # pending, accepted or rejected (made with; a decision changes it)
+    decided: str = field(default="", compare=False)  # when a decision set its status (UTC, ISO 8601)
 
     @property
     def label(self) -> int:
         return LABELS.index(self.corrected_label)
+
+    @property
+    def counts_from(self) -> str:
+        """When it became a correction a retrain learns: when it was made, or accepted."""
+        return self.decided or self.time
 
 
 def path(runs_dir: str | Path) -> Path:
@@ -67,22 +86,63 @@ def _label(value, what: str) -> str:
     return LABELS[lid]
 
 
-def add(runs_dir: str | Path, text: str, model_label, corrected_label, run_id: str = "") -> Correction:
-    """Append one correction (safe from many threads and processes at once); returns what was stored."""
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _name(value, what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS:
+        raise UserError(f"{what} must be text of at most {MAX_NAME_CHARS} characters")
+    return value
+
+
+def add(runs_dir: str | Path, text: str, model_label, corrected_label, run_id: str = "", status: str = ACCEPTED,
+        by: str = "", admit=None) -> Correction:
+    """Append one correction (safe from many threads and processes at once); returns what was stored.
+    `admit()`, called once the correction is found valid, may still refuse it (a UserError: a quota)."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("a correction needs the tweet's text")
     c = Correction(text=text, model_label=_label(model_label, "the model's label"),
-                   corrected_label=_label(corrected_label, "the corrected label"), run_id=str(run_id or ""),
-                   time=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+                   corrected_label=_label(corrected_label, "the corrected label"),
+                   run_id=_name(str(run_id or ""), "the model name"), time=_now(), id=secrets.token_hex(8),
+                   by=_name(by, "the user name"), status=status)
     if c.model_label == c.corrected_label:
         raise UserError(f"the model already said {c.model_label}: pick the label it should have said")
-    line = (json.dumps(asdict(c), ensure_ascii=False) + "\n").encode()
+    if status not in (PENDING, ACCEPTED):
+        raise UserError(f"a new correction is {PENDING} or {ACCEPTED}, not {status!r}")
+    if admit is not None:
+        admit()
+    record = asdict(c)
+    del record["decided"]
+    _append(runs_dir, record, MAX_FILE_BYTES)
+    return c
+
+
+def decide(runs_dir: str | Path, ids: list[str], decision: str, by: str = "") -> int:
+    """Accept or reject the corrections named by `ids` (one line, whatever their number); → how many of
+    them exist."""
+    if decision not in (ACCEPTED, REJECTED):
+        raise UserError(f"a decision is {ACCEPTED} or {REJECTED}, not {decision!r}")
+    known = {c.id for c in load(runs_dir)}
+    ids = [i for i in dict.fromkeys(ids) if i in known]
+    if ids:
+        _append(runs_dir, {"decision": decision, "ids": ids, "by": by, "time": _now()})
+    return len(ids)
+
+
+def _append(runs_dir: str | Path, record: dict, max_bytes: int | None = None) -> None:
+    """One line at the end of the file, whole (see the module's docstring); refused when the file would
+    grow past `max_bytes`."""
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
     file = path(runs_dir)
     file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
+        if max_bytes is not None and size + len(line) > max_bytes:
+            raise UserError(f"the corrections file is full ({max_bytes // 1024**2} MB): an admin must retrain "
+                            f"or clear it before more corrections are kept")
         if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line from a crash: end it first
             line = b"\n" + line
         while line:
@@ -90,7 +150,6 @@ def add(runs_dir: str | Path, text: str, model_label, corrected_label, run_id: s
         os.fsync(fd)
     finally:
         os.close(fd)  # also releases the lock
-    return c
 
 
 def _read(runs_dir: str | Path) -> bytes:
@@ -108,27 +167,59 @@ def _read(runs_dir: str | Path) -> bytes:
 
 
 def load(runs_dir: str | Path) -> list[Correction]:
-    """Every correction, oldest first; a torn or unreadable line is skipped with a warning."""
-    out = []
+    """Every correction, oldest first, with its status after the decisions on it; a torn or unreadable
+    line is skipped with a warning. A correction of an older version of this file has no id (it gets one
+    from its line) and no status (it was accepted as it was made)."""
+    found: dict[str, Correction] = {}
     for n, line in enumerate(_read(runs_dir).decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            c = Correction(**json.loads(line))
+            record = json.loads(line)
+            if "decision" in record:
+                _apply(found, record)
+                continue
+            c = Correction(**{**record, "decided": ""})
             _label(c.corrected_label, "corrected_label")
-            out.append(c)
-        except (ValueError, TypeError, UserError):
+            c.id = c.id or hashlib.sha1(line.encode()).hexdigest()[:16]
+            found[c.id] = c
+        except (ValueError, TypeError, KeyError, UserError):
             log.warning("%s line %d is not a correction (a torn write?): skipped", path(runs_dir), n)
-    return out
+    return list(found.values())
+
+
+def _apply(found: dict[str, Correction], decision: dict) -> None:
+    if decision["decision"] not in (ACCEPTED, REJECTED) or not isinstance(decision["ids"], list):
+        raise ValueError("not a decision")
+    for i in decision["ids"]:
+        if i in found:
+            found[i].status, found[i].decided = decision["decision"], str(decision.get("time") or "")
+
+
+def accepted(runs_dir: str | Path) -> list[Correction]:
+    """The corrections a retrain learns from."""
+    return [c for c in load(runs_dir) if c.status == ACCEPTED]
+
+
+def pending(runs_dir: str | Path) -> list[Correction]:
+    """The corrections waiting for an admin's decision, oldest first."""
+    return [c for c in load(runs_dir) if c.status == PENDING]
+
+
+def status_counts(runs_dir: str | Path) -> dict[str, int]:
+    """{"pending", "accepted", "rejected"}: how many corrections are in each state."""
+    counts = Counter(c.status for c in load(runs_dir))
+    return {state: counts[state] for state in (PENDING, ACCEPTED, REJECTED)}
 
 
 def training_rows(runs_dir: str | Path, since: str | None = None) -> list[tuple[str, int]]:
-    """(text, label id) per corrected tweet; when one tweet was corrected twice, the latest label wins.
-    `since` (ISO time, e.g. when the run a new one continues started): only the corrections made since."""
-    latest, items = {}, load(runs_dir)
+    """(text, label id) per accepted correction, oldest first; when one tweet was corrected twice, the
+    latest label wins (in the latest one's place). `since` (ISO time, e.g. when the run a new one continues
+    started): only the corrections that count from then on (made, or accepted, since)."""
+    latest, items = {}, accepted(runs_dir)
     if since:
         items = collected_between(items, _as_time(since))
-    for c in items:
+    for c in sorted(items, key=lambda c: c.counts_from):
         latest.pop(fold(c.text), None)  # re-insert: keeps the order of the latest corrections
         latest[fold(c.text)] = (c.text, c.label)
     return list(latest.values())
@@ -150,25 +241,26 @@ def _as_time(started: str) -> datetime | None:
 
 
 def collected_between(items: list[Correction], start: datetime | None, end: datetime | None = None) -> list[Correction]:
-    """The corrections made at or after `start` and before `end` (None = open)."""
+    """The corrections that count from (made, or accepted) at or after `start` and before `end` (None = open)."""
     def inside(c: Correction) -> bool:
-        t = datetime.fromisoformat(c.time)
+        t = datetime.fromisoformat(c.counts_from)
         return (start is None or t >= start) and (end is None or t < end)
-    return [c for c in items if c.time and inside(c)]
+    return [c for c in items if c.counts_from and inside(c)]
 
 
 def since_last_run(runs_dir: str | Path) -> list[Correction]:
     """The corrections collected since the newest complete run started: what a run starting now is
     judged on (how often it agrees with people about the previous model's mistakes)."""
     newest = latest(runs_dir)
-    return collected_between(load(runs_dir), _started(newest) if newest else None)
+    return collected_between(accepted(runs_dir), _started(newest) if newest else None)
 
 
-def waiting(runs_dir: str | Path) -> list[Correction]:
-    """The corrections that no finished run has learned from: those made after the newest complete run
-    trained with include_corrections started."""
+def waiting(runs_dir: str | Path, items: list[Correction] | None = None) -> list[Correction]:
+    """The accepted corrections (of `items`, default: the file's) that no finished run has learned from:
+    those made (or accepted) after the newest complete run trained with include_corrections started."""
+    items = load(runs_dir) if items is None else items
     learned = [r for r in list_runs(runs_dir) if r.is_complete and r.config.get("include_corrections")]
-    return collected_between(load(runs_dir), _started(learned[0]) if learned else None)
+    return collected_between([c for c in items if c.status == ACCEPTED], _started(learned[0]) if learned else None)
 
 
 def agreement(items: list[Correction], predicted: list[str]) -> dict:

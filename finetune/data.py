@@ -12,6 +12,7 @@ import random
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import codecs
@@ -117,6 +118,23 @@ def load_raw(dataset: str) -> DatasetDict:
     return raw
 
 
+def hub_head(dataset: str, rows: int) -> DatasetDict:
+    """The first `rows` rows of a public Hub dataset's train and test splits, streamed without any token
+    (nothing else is downloaded): what someone who may not use the server's token can see of it. A
+    private, gated or missing dataset gets one refusal: from here they look the same."""
+    try:
+        streamed = load_dataset(dataset, streaming=True, token=False)
+        return DatasetDict({name: Dataset.from_list(list(islice(streamed[name], rows)))
+                            for name in ("train", "test") if name in streamed})
+    except ConnectionError as exc:  # datasets' word for an unreachable Hub (offline mode included)
+        if is_offline_error(exc):
+            raise UserError(offline_hint("dataset", dataset)) from None
+        raise
+    except Exception:  # DatasetNotFoundError (private, gated, missing), a format it cannot stream, ...
+        raise UserError(f"dataset {dataset!r} cannot be previewed: only a public Hub dataset can be, read "
+                        f"without the server's token (an admin may preview any)") from None
+
+
 def load_splits(dataset: str, seed: int = 42, label_column: str = "label",
                 raw: DatasetDict | None = None) -> DatasetDict:
     """A DatasetDict with `train` and `test`, from a local folder or file, or the Hub (or `raw`, what
@@ -136,7 +154,7 @@ def _hold_out(ds: Dataset, dataset: str, seed: int, label_column: str) -> tuple[
                         f"{MIN_ROWS_SINGLE_FILE} to hold test and validation tweets out of it (hundreds to "
                         f"learn anything); add rows, or give a folder with train and test files")
     column = label_column if label_column in ds.column_names else guess_column(ds.column_names, LABEL_NAMES)
-    labels = [str(v) for v in ds[column]] if column else None
+    labels = [str(v) for v in ds[column][:]] if column else None
     train_idx, test_idx = _split_indices(len(ds), TEST_SHARE_OF_SINGLE_FILE, seed, labels)
     return ds.select(train_idx), ds.select(test_idx)
 
@@ -171,6 +189,10 @@ class DataReport:
     train_test_overlap: int = 0
     corrections_added: int = 0
     relabelled_by_corrections: int = 0  # rows whose label a person corrected (in Classify or the label review)
+    corrections_left_out: int = 0       # accepted corrections over the run's corrections_share (the oldest)
+    corrections_pending: int = 0        # people's corrections waiting for an admin: not trained on
+    corrections_accepted: int = 0
+    corrections_rejected: int = 0
     excluded_by_review: int = 0         # rows a person excluded in the label review (finetune/exclusions.py)
     suspected_label_errors: int = 0     # training rows the label review flagged that nobody decided on yet
     near_test_copies: int = 0           # train rows that nearly copy a test tweet (finetune/neardup.py)
@@ -205,7 +227,7 @@ def resolve_columns(columns: list[str], text_column: str, label_column: str) -> 
 
 def _rows(ds: Dataset, text_column: str, label_column: str) -> tuple[list, list]:
     text_column, label_column = resolve_columns(ds.column_names, text_column, label_column)
-    return ds[text_column], ds[label_column]
+    return ds[text_column][:], ds[label_column][:]  # lists in one read (a Column iterated reads row by row)
 
 
 def clean_split(texts, labels, report: DataReport, examples: list, to_id=label_id) -> list[tuple[str, int]]:
@@ -394,7 +416,10 @@ def split(cfg: TrainConfig, cleaned: Cleaned) -> tuple[DatasetDict, DataReport]:
         train, validation = kept
 
     if cleaned.extra_train:
-        train, validation = add_corrections(train, validation, cleaned.extra_train, cleaned.test_keys, report)
+        allowed = int(cfg.corrections_share * len(train))  # the latest ones, at most this many
+        extra = cleaned.extra_train[-allowed:] if allowed else []
+        report.corrections_left_out = len(cleaned.extra_train) - len(extra)
+        train, validation = add_corrections(train, validation, extra, cleaned.test_keys, report)
     if cleaned.suspected:
         report.suspected_label_errors = sum(fold(t) in cleaned.suspected for t, _ in train)
 
@@ -418,14 +443,20 @@ def prepare(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None,
 
 # --- preview --------------------------------------------------------------------------------------
 def preview(dataset: str, text_column: str = TrainConfig.text_column, label_column: str = TrainConfig.label_column,
-            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True, excluded: set[str] | None = None) -> dict:
+            rows: int = 5, seed: int = 42, drop_near_duplicates: bool = True, excluded: set[str] | None = None,
+            raw: DatasetDict | None = None, max_rows: int | None = None) -> dict:
     """What the Train tab shows before training: the first rows, the row count, the columns, the text
-    and label columns that will be read (guessed by name unless given), the class balance of the whole
-    file, its encoding, and the data report (empty rows, duplicates, conflicts, overlap with test)."""
-    raw = load_raw(dataset)
+    and label columns that will be read (guessed by name unless given), the class balance, its encoding,
+    and the data report (empty rows, duplicates, conflicts, overlap with test). `raw`: the dataset as
+    read already (e.g. `hub_head`); `max_rows`: the balance and the report are of the first rows of each
+    split only (`read` says how many), so that a preview's work is bounded whatever the file."""
+    raw = raw if raw is not None else load_raw(dataset)
+    sizes = {name: len(split) for name, split in raw.items()}
+    if max_rows is not None:
+        raw = DatasetDict({name: split.select(range(min(max_rows, len(split)))) for name, split in raw.items()})
     first = raw["train"]
     text, label = resolve_columns(first.column_names, text_column, label_column)
-    values = [v for split in raw.values() for v in split[label]]
+    values = [v for split in raw.values() for v in split[label][:]]
     to_id = label_mapper(values, label)
     balance = Counter(LABELS[i] if (i := to_id(v)) is not None else "unknown" for v in values)
     cfg = TrainConfig(dataset=dataset, text_column=text, label_column=label, train_size=0, test_size=0, seed=seed,
@@ -434,8 +465,8 @@ def preview(dataset: str, text_column: str = TrainConfig.text_column, label_colu
     path = Path(dataset).expanduser()
     text_file = path.is_file() and FILE_FORMATS.get(path.suffix.lower()) not in (None, "parquet")
     head = first.select(range(min(rows, len(first)))).to_list()
-    return {"dataset": dataset, "rows": sum(len(s) for s in raw.values()),
-            "splits": {name: len(split) for name, split in raw.items()}, "columns": first.column_names,
+    return {"dataset": dataset, "rows": sum(sizes.values()), "read": sum(len(s) for s in raw.values()),
+            "splits": sizes, "columns": first.column_names,
             "text_column": text, "label_column": label, "encoding": text_encoding(path) if text_file else None,
             "head": [{k: str(v)[:200] for k, v in row.items()} for row in head],
             "label_counts": {name: balance[name] for name in (*LABELS, "unknown") if name in LABELS or balance[name]},

@@ -50,6 +50,15 @@ def data_report_text(report: dict | None) -> str:
             f"near-duplicates ({report.get('near_duplicate_conflicts', 0)} groups with conflicting labels), "
             f"{report.get('excluded_by_review', 0)} excluded in the label review; relabelled "
             f"{report.get('relabelled_by_corrections', 0)} and added {report.get('corrections_added', 0)} from "
-            f"people's corrections. Used: {counts(report.get('sizes'))}. Label counts: "
+            f"people's corrections{_corrections(report)}. Used: {counts(report.get('sizes'))}. Label counts: "
             f"{counts(report.get('label_counts'))}. Likely label errors not reviewed yet: "
             f"{report.get('suspected_label_errors', 0)} of the training rows.")
+
+
+def _corrections(report: dict) -> str:
+    """What became of people's corrections, where any are pending, rejected or over the share."""
+    parts = [f"{report[key]} {what}" for key, what in (
+        ("corrections_accepted", "accepted"), ("corrections_pending", "pending an admin's review"),
+        ("corrections_rejected", "rejected"), ("corrections_left_out", "left out over the run's share"))
+        if report.get(key)]
+    return f" ({', '.join(parts)})" if parts else ""

@@ -1,10 +1,17 @@
 """Pushing a finished run to the Hugging Face Hub.
 
 The token comes from the environment (HF_TOKEN) and is never printed, logged or written; messages
-that might carry it are scrubbed. Tests replace the Hub client (`api=`) at this one boundary.
+that might carry it are scrubbed. What leaves for the Hub is a staged copy of the run whose reports
+(PUBLIC_FILES) carry no server paths and no example tweets (`public`). Tests replace the Hub client
+(`api=`) at this one boundary.
 """
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,11 +19,50 @@ import httpx2
 import huggingface_hub
 
 from core import settings
-from core.errors import first_line, is_offline_error, scrub
+from core.errors import first_line, is_offline_error, looks_like_path, scrub
 from core.runs import Run, write_json
 
 PUSHED_FILES = ["*.safetensors", "*.json", "*.txt", "*.jinja", "README.md", "history.jsonl"]
 PUSH_RESULT = "push.json"
+PUBLIC_FILES = ("train_config.json", "data_report.json", "metrics.json", "history.jsonl", "status.json")
+PRIVATE_KEYS = frozenset({"examples", "pid", "process"})  # example tweets; which process ran it
+_PATH = re.compile(r"(?<![\w:/.~-])(?:~|\.{1,2})?/(?:[^\s'\"/]+/)*([^\s'\"/]+)/?")  # /a/b/c, ~/x, ../y: the last part
+
+
+def public(value):
+    """A run's JSON value as it may leave the server: a local path cut to its last part (a whole value that
+    looks like one, or one inside a message), and no example tweets or process ids (PRIVATE_KEYS)."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if k not in PRIVATE_KEYS}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    if isinstance(value, str):
+        whole = looks_like_path(value) and not any(c.isspace() for c in value)
+        return Path(value.rstrip("/")).name if whole else _PATH.sub(r"\1", value)
+    return value
+
+
+def link_or_copy(src, dst):
+    try:
+        os.link(src, dst)   # the Trainer writes new files and deletes old folders: a link stays whole
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def stage(src: Path, dest: Path) -> None:
+    """`src` (a file or folder) at `dest` as it may leave the server: PUBLIC_FILES rewritten by `public`,
+    the rest linked (or copied)."""
+    if src.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        for child in src.iterdir():
+            stage(child, dest / child.name)
+    elif src.name not in PUBLIC_FILES:
+        link_or_copy(src, dest)
+    elif src.suffix == ".jsonl":
+        lines = [json.loads(line) for line in src.read_text().splitlines() if line.strip().endswith("}")]
+        dest.write_text("".join(json.dumps(public(e), default=str) + "\n" for e in lines))
+    else:
+        dest.write_text(json.dumps(public(json.loads(src.read_text())), indent=2, default=str) + "\n")
 
 
 @dataclass
@@ -69,9 +115,11 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None)
         try:
             api = client(api, token)
             repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            commit = api.upload_folder(repo_id=repo_id, folder_path=str(run.path), repo_type="model",
-                                       allow_patterns=PUSHED_FILES, ignore_patterns=[PUSH_RESULT, "status.json"],
-                                       commit_message=f"run {run.id}")
+            with tempfile.TemporaryDirectory(prefix=".push-", dir=run.path.parent) as staging:
+                stage(run.path, Path(staging) / run.id)
+                commit = api.upload_folder(repo_id=repo_id, folder_path=str(Path(staging) / run.id), repo_type="model",
+                                           allow_patterns=PUSHED_FILES, ignore_patterns=[PUSH_RESULT, "status.json"],
+                                           commit_message=f"run {run.id}")
             url = str(getattr(repo, "url", "") or f"https://huggingface.co/{repo_id}")
             revision = getattr(commit, "oid", "") or ""
             result = PushResult("pushed", repo_id, url, f"pushed run {run.id}" + (f" at {revision[:8]}" if revision else ""))

@@ -102,10 +102,12 @@ class TrainingJob:
         self._thread.start()
         return True, f"started: {what}"
 
-    def restore_from_hub(self, repo_id: str) -> None:
+    def restore_from_hub(self, repo_id: str, defaults: TrainConfig | None = None) -> None:
         """At start-up: an unfinished run that a restart wiped from this disk, back from the Hub (when
-        HUB_MODEL_ID and a token are set), so that it can resume."""
-        result = checkpoints.restore_from_hub(self.runs_dir, repo_id, api=self.hub_api)
+        HUB_MODEL_ID and a token are set), so that it can resume; `defaults`: the app's, whose model and
+        dataset paths the run's settings may name."""
+        local = (defaults.base_model, defaults.dataset) if defaults else ()
+        result = checkpoints.restore_from_hub(self.runs_dir, repo_id, api=self.hub_api, local=local)
         if result.state != "skipped":
             self._note("restore", result.message)
 
@@ -117,9 +119,9 @@ class TrainingJob:
             self._message = "stopping at the next step"
         return True, "stopping at the next step; the model that serves now keeps serving"
 
-    def push_again(self, run_id: str | None = None, repo_id: str = "") -> tuple[bool, str]:
-        """Push a finished run (default: the job's last, else the newest complete one) to the Hub repo
-        it was trained for, else to `repo_id`."""
+    def push_again(self, run_id: str | None = None, repo_id: str = "", private: bool = False) -> tuple[bool, str]:
+        """Push a finished run (default: the job's last, else the newest complete one) to `repo_id` (the
+        app's HUB_MODEL_ID: never a repo a run's settings name), created `private` if it does not exist."""
         with self._lock:
             if self.busy:
                 return False, f"a job is running ({self._describe()}): push when it has finished"
@@ -127,19 +129,26 @@ class TrainingJob:
             run = mine or latest(self.runs_dir)
             if run is None or not run.is_complete:
                 return False, "no finished run to push: train one first"
-            repo = run.config.get("hub_model_id") or repo_id
-            if not repo:
-                return False, "no Hub repo set: set HUB_MODEL_ID (or the Hub repo setting) and train again"
-            private = bool(run.config.get("hub_private", False))
-            self._thread = threading.Thread(target=self._push, args=(run, repo, private), name="hub-push",
+            if not repo_id:
+                return False, "no Hub repo set: the app's owner sets HUB_MODEL_ID"
+            self._thread = threading.Thread(target=self._push, args=(run, repo_id, private), name="hub-push",
                                             daemon=True)
             self._thread.start()
-        return True, f"pushing run {run.id} to {repo}"
+        return True, f"pushing run {run.id} to {repo_id}"
 
     # --- state --------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def state(self) -> str:
+        """idle, running, done, failed or stopped (what status() says, without reading a file)."""
+        return str(self._state)
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id or None
 
     def status(self) -> dict:
         """A JSON-able snapshot: state (idle/running/done/failed/stopped), run_id, step, total_steps,

@@ -3,8 +3,17 @@
     groups, copies = find(train_texts, test_texts)  # groups within train; {train row: test row it copies}
 
 Texts are normalised first (links, mentions, case, punctuation, letters repeated for emphasis); MinHash
-LSH (datasketch) over character shingles then proposes candidate pairs, and rapidfuzz confirms each
-(similarity ≥ SIMILARITY). Seconds for the 27k-tweet train split on 2 cores (RESULTS.md, Data).
+signatures (datasketch) over character shingles are cut into bands as datasketch's LSH cuts them (BANDS
+of ROWS_PER_BAND values), and rows with the same band are candidate pairs; rapidfuzz confirms each
+(similarity ≥ SIMILARITY), and the confirmed pairs' connected components are the groups.
+
+Bounded whatever the rows: in a bucket of rows sharing a band (in the order of their texts, so that alike
+ones sit together) a train row is proposed with the next NEIGHBOURS train rows and the first NEIGHBOURS
+test rows only, so the pairs grow with the rows, never with their square (every bucket of the real
+tweets is small enough, or alike enough, to give the groups and copies an LSH index gives). Pairs decided
+already (two rows of one group by now; a train row whose test copy is found) are not checked again.
+Memory: band keys per row; texts are compared on their first MAX_CHARS characters. Seconds for the
+27k-tweet train split, and for 30,000 near-identical rows, on 2 cores (RESULTS.md, Data).
 """
 from __future__ import annotations
 
@@ -13,16 +22,18 @@ import zlib
 from collections import Counter
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
-from rapidfuzz import fuzz
+from datasketch import MinHash
+from rapidfuzz import fuzz, process
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 SIMILARITY = 90       # rapidfuzz ratio (0-100) of the normalised texts for a confirmed near-copy
-LSH_THRESHOLD = 0.5   # estimated Jaccard of the shingle sets for a candidate pair
 NUM_PERM = 64
+BANDS, ROWS_PER_BAND = 14, 4  # what datasketch's MinHashLSH picks for a Jaccard threshold of 0.5 with 64 permutations
 SHINGLE = 4           # characters per shingle
 MIN_CHARS = 8         # shorter normalised texts ("lol", a bare link) are left to the exact dedupe
+MAX_CHARS = 1_000     # longer texts are compared on their start (a tweet has 280 at most)
+NEIGHBOURS = 16       # pairs proposed per row and band in a big bucket
 
 _LINK = re.compile(r"(https?://|www\.)\S+")
 _MENTION = re.compile(r"@\w+")
@@ -34,52 +45,111 @@ _REPEATS = re.compile(r"(\w)\1{2,}")  # "sooooo" → "soo"
 def normalise(text: str) -> str:
     """The form in which two tweets count as near-copies: no links or mentions, lower case, no
     apostrophes or other punctuation, letters repeated three or more times cut to two, whitespace folded."""
-    text = _APOSTROPHE.sub("", _MENTION.sub(" ", _LINK.sub(" ", text.lower())))
+    text = _APOSTROPHE.sub("", _MENTION.sub(" ", _LINK.sub(" ", text[:4 * MAX_CHARS].lower())))
     text = _REPEATS.sub(r"\1\1", _NOT_WORD.sub(" ", text))
-    return " ".join(text.split())
+    return " ".join(text.split())[:MAX_CHARS]
 
 
-def _signatures(texts: list[str]) -> list[MinHash]:
-    """One MinHash per text over its character shingles (one set of permutations for all; crc32 is a
-    fast, stable hash for shingles, where sha1's strength buys nothing)."""
-    shingles = [[text[i:i + SHINGLE].encode() for i in range(max(1, len(text) - SHINGLE + 1))] for text in texts]
-    return MinHash.bulk(shingles, num_perm=NUM_PERM, seed=1, hashfunc=zlib.crc32)
+def _band_keys(texts: list[str]) -> np.ndarray:
+    """(rows, BANDS, 2) uint64: each band's ROWS_PER_BAND MinHash values (each under 2**32) packed in two
+    numbers, from one set of permutations over character shingles (crc32: fast and stable)."""
+    shingles = ([text[i:i + SHINGLE].encode() for i in range(max(1, len(text) - SHINGLE + 1))] for text in texts)
+    keys = np.empty((len(texts), BANDS, 2), dtype=np.uint64)
+    for row, m in enumerate(MinHash.generator(shingles, num_perm=NUM_PERM, seed=1, hashfunc=zlib.crc32)):
+        bands = m.hashvalues[:BANDS * ROWS_PER_BAND].reshape(BANDS, 2, 2)
+        keys[row] = (bands[:, :, 0] << np.uint64(32)) | bands[:, :, 1]
+    return keys
 
 
-def _candidates(norm: list[str], keys: list[int], queries: list[int]) -> list[tuple[int, int]]:
-    """Pairs (query, key) whose shingle sets LSH finds alike; rows too short to compare are skipped."""
-    lsh = MinHashLSH(threshold=LSH_THRESHOLD, num_perm=NUM_PERM)
-    rows = sorted(i for i in set(keys) | set(queries) if len(norm[i]) >= MIN_CHARS)
-    signatures = dict(zip(rows, _signatures([norm[i] for i in rows])))
-    for i in keys:
-        if i in signatures:
-            lsh.insert(i, signatures[i])
-    return [(q, k) for q in queries if q in signatures for k in lsh.query(signatures[q]) if k != q]
+def _band_pairs(key: np.ndarray, rows: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
+    """Candidate pairs (as codes a * 2**31 + b, a < b) of one band: rows whose keys are equal. Within each
+    bucket (train rows, then test rows (>= n), each in the order of their texts, `rank`, so that alike
+    texts sit together), a train row is paired with the next NEIGHBOURS train rows and the first NEIGHBOURS
+    test rows."""
+    order = np.lexsort((rank, rows >= n, key[:, 1], key[:, 0]))
+    k, r = key[order], rows[order]
+    start = np.r_[True, (k[1:] != k[:-1]).any(axis=1)]
+    bucket, starts = np.cumsum(start) - 1, np.flatnonzero(start)
+    ends = np.r_[starts[1:], len(r)][bucket]
+    first_test = (starts + np.add.reduceat((r < n).astype(np.int64), starts))[bucket]
+    a, b = [], []
+    for step in range(1, NEIGHBOURS + 1):
+        same = (bucket[:-step] == bucket[step:]) & (r[step:] < n)
+        at = first_test + step - 1  # the bucket's step-th test row
+        test = (r < n) & (at < ends)
+        a += [r[:-step][same], r[test]]
+        b += [r[step:][same], r[at[test]]]
+    a, b = np.concatenate(a), np.concatenate(b)
+    return _distinct(np.minimum(a, b) * np.int64(2**31) + np.maximum(a, b))
 
 
-def _confirmed(norm: list[str], pairs) -> list[tuple[int, int]]:
-    return [(a, b) for a, b in pairs if norm[a] == norm[b] or fuzz.ratio(norm[a], norm[b]) >= SIMILARITY]
+def _distinct(codes: np.ndarray) -> np.ndarray:
+    """The codes sorted, each once (np.unique, by sorting: its hash table is many times slower here)."""
+    codes = np.sort(codes)
+    return codes[np.r_[True, codes[1:] != codes[:-1]]] if len(codes) else codes
+
+
+def _near_pairs(norm: list[str], n: int) -> np.ndarray:
+    """(pairs, 2) rows (a < b, a < n) that nearly copy each other, band by band: a band's candidates are
+    checked (rapidfuzz, in one call) unless decided already: seen in an earlier band, two train rows of one
+    group by now, or a train row whose copy of a test row is found. Rows too short to compare are skipped."""
+    rows = np.array([i for i, text in enumerate(norm) if len(text) >= MIN_CHARS], dtype=np.int64)
+    found = [np.empty((0, 2), dtype=np.int64)]
+    if len(rows) < 2:
+        return found[0]
+    texts = [norm[i] for i in rows]
+    keys, rank = _band_keys(texts), np.empty(len(rows), dtype=np.int64)
+    rank[sorted(range(len(rows)), key=texts.__getitem__)] = np.arange(len(rows))
+    seen, component, copied = np.empty(0, dtype=np.int64), np.arange(n), np.zeros(n, dtype=bool)
+    for band in range(BANDS):
+        codes = _band_pairs(keys[:, band], rows, rank, n)
+        a, b = codes // 2**31, codes % 2**31
+        train = b < n
+        todo = ~np.isin(codes, seen, assume_unique=True) & np.where(
+            train, component[a] != component[np.where(train, b, 0)], ~copied[a])
+        seen = _distinct(np.concatenate([seen, codes[todo]]))
+        found.append(_confirmed(norm, np.stack([a[todo], b[todo]], axis=1)))
+        pairs = np.concatenate(found)
+        component = _components(n, pairs[pairs[:, 1] < n])
+        copied[pairs[pairs[:, 1] >= n, 0]] = True
+    return np.concatenate(found)
+
+
+def _confirmed(norm: list[str], pairs: np.ndarray) -> np.ndarray:
+    """The candidate pairs whose normalised texts are the same or nearly."""
+    if not len(pairs):
+        return pairs
+    scores = process.cpdist([norm[a] for a in pairs[:, 0]], [norm[b] for b in pairs[:, 1]], scorer=fuzz.ratio,
+                            dtype=np.float32)
+    return pairs[scores >= SIMILARITY]
 
 
 def find(texts: list[str], others: list[str] = ()) -> tuple[list[list[int]], dict[int, int]]:
     """In one pass (each text normalised and hashed once): the groups of two or more rows of `texts` that
     nearly copy each other (sorted row indices, groups in order of their first row), and the rows of
-    `texts` that nearly copy a row of `others` (e.g. train rows that copy a test tweet): {row: row of others}."""
+    `texts` that nearly copy a row of `others` (e.g. train rows that copy a test tweet): {row: the first
+    row of others it was found to copy}, the last row of `texts` first."""
     norm = [normalise(t) for t in [*texts, *others]]
     n = len(texts)
-    pairs = _confirmed(norm, _candidates(norm, keys=list(range(len(norm))), queries=list(range(n))))
-    copies = {a: b - n for a, b in sorted(((a, b) for a, b in pairs if b >= n), reverse=True)}
-    return _groups(n, [(a, b) for a, b in pairs if b < n]), copies
+    pairs = _near_pairs(norm, n)
+    copied = pairs[pairs[:, 1] >= n]
+    copied = copied[np.lexsort((-copied[:, 1], -copied[:, 0]))]  # last row first; of its copies, the first last
+    copies = {int(a): int(b) - n for a, b in copied}
+    return _groups(n, pairs[pairs[:, 1] < n]), copies
 
 
-def _groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
-    """The connected components of more than one row in the graph of near-copy pairs."""
-    if not pairs:
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Each row's connected component in the graph of near-copy pairs."""
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _groups(n: int, pairs: np.ndarray) -> list[list[int]]:
+    """The connected components of more than one row."""
+    if not len(pairs):
         return []
-    a, b = zip(*pairs)
-    _, component = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
     groups: dict[int, list[int]] = {}
-    for row, c in enumerate(component):
+    for row, c in enumerate(_components(n, pairs).tolist()):
         groups.setdefault(c, []).append(row)
     return [g for g in groups.values() if len(g) > 1]
 

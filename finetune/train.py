@@ -281,12 +281,16 @@ def clean_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = Non
                parent: lineage.Parent | None = None) -> data.Cleaned:
     """A run's data before the split: the dataset loaded and cleaned, with people's corrections to apply
     (unless cfg.include_corrections is off, or `extra_train` is given instead; a run that continues
-    `parent` takes those made since the parent started, which it learned the others from), the rows
-    excluded in the label review to leave out and its open suspects to count."""
+    `parent` takes those accepted since the parent started, which learned the others), the rows excluded
+    in the label review to leave out and its open suspects to count, and how many corrections are
+    accepted, pending an admin or rejected (the accepted ones train: `corrections.training_rows`)."""
     if cfg.include_corrections and extra_train is None:
         extra_train = corrections.training_rows(cfg.runs_dir, since=parent.started if parent else None)
     suspected = {data.fold(s["text"]) for s in exclusions.open_suspects(cfg.runs_dir)}
-    return data.clean(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir), suspected=suspected)
+    cleaned = data.clean(cfg, extra_train=extra_train, excluded=exclusions.excluded(cfg.runs_dir), suspected=suspected)
+    for state, n in corrections.status_counts(cfg.runs_dir).items():
+        setattr(cleaned.report, f"corrections_{state}", n)
+    return cleaned
 
 
 def prepare_data(cfg: TrainConfig, extra_train: list[tuple[str, int]] | None = None):
@@ -405,6 +409,10 @@ class RunLog:
             self({"event": "lineage", "message": lineage.summary(begun), "lineage": begun})
             return
         drop_incomplete_checkpoints(self.writer.checkpoints_dir)
+        if not (self.writer.checkpoints_dir / checkpoints.SPLITS).is_dir():  # made again (see `resume`): kept now
+            checkpoints.save_splits(self.writer.checkpoints_dir, prep.splits)
+            self({"event": "data", "message": "its training rows made again from its dataset, train size and seed "
+                                              "(the Hub copy it came back from holds none): " + prep.report.summary()})
         at = read_dict(checkpoint / TRAINER_STATE)
         step = at["global_step"]
         reached = checkpoints.trim_history(self.path, step)
@@ -487,13 +495,16 @@ def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threadin
 def resume(run_dir: str | Path, on_event: Listener | None = None, stop: threading.Event | None = None,
            hub_api=None) -> RunResult:
     """Continue an interrupted or stopped run in its own folder: its saved settings and data splits, from
-    its newest resumable checkpoint, to the same end as if it had never stopped."""
+    its newest resumable checkpoint, to the same end as if it had never stopped. A run brought back from a
+    public repo's resume branch has no saved splits (its rows never left the old disk): they are made
+    again from its dataset, train size and seed."""
     run = resumable_run(run_dir)
     cfg = TrainConfig.from_dict({**run.config, "runs_dir": str(run.path.parent)})
     splits = checkpoints.load_splits(run.path / CHECKPOINTS)
     known = {f.name for f in dataclasses.fields(data.DataReport)}  # a report of an older version: its own fields
     report = data.DataReport(**{k: v for k, v in run.data_report.items() if k in known})
-    return fine_tune(cfg, on_event, stop, prepared_data=(splits, report), resume_from=run.path, hub_api=hub_api)
+    prepared = (splits, report) if splits is not None else None
+    return fine_tune(cfg, on_event, stop, prepared_data=prepared, resume_from=run.path, hub_api=hub_api)
 
 
 def resumable_run(run_dir: str | Path) -> Run:
@@ -506,7 +517,7 @@ def resumable_run(run_dir: str | Path) -> Run:
         raise UserError(f"run {run.id} has finished: there is nothing to resume")
     if run.state not in RESUMABLE_STATES:
         raise UserError(f"run {run.id} is {run.state}: only an interrupted or stopped run can resume")
-    if run.checkpoint is None or not (run.path / CHECKPOINTS / checkpoints.SPLITS).is_dir() or not run.config:
+    if run.checkpoint is None or not run.config:
         raise UserError(f"run {run.id} has no resumable checkpoint (it ended before its first one): "
                         f"start a new run instead")
     return run

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from core.fewshot import builtin_calibration
+from core.runs import SERVING_DIR
 
 from .quantize import conv1d_to_linear, smooth
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2               # bump when the export or the quantisation changes: older cache files are rebuilt
 CACHE_DIR = Path.home() / ".cache" / "tweet-sentiment" / "onnx"
-SERVING_DIR = "serving"  # inside a run folder
 OPSET = 17
 _EXPORTING = threading.Lock()
 

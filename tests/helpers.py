@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
+import secrets
 import socket
 import threading
 import time
@@ -11,6 +13,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import uvicorn
 from gradio_client import Client
 from huggingface_hub.errors import EntryNotFoundError
@@ -23,8 +26,9 @@ class FakeHub:
     """Stands in for huggingface_hub.HfApi (its constructor too, so it can be patched in for it): repos and
     files in memory. `calls` records every call in order, `uploads` the arguments of each upload_folder,
     `files` what is on the "Hub" by (repo_id, path in repo), on a branch other than main by (repo_id, path,
-    branch). While `fail` is set (an exception, or a message
-    for a ConnectionError) create_repo raises it, so nothing is uploaded; set it to None and pushing works."""
+    branch), `private` each repo's visibility as created (the first create_repo decides, as on the Hub).
+    While `fail` is set (an exception, or a message for a ConnectionError) create_repo raises it, so
+    nothing is uploaded; set it to None and pushing works."""
 
     def __init__(self, fail: Exception | str | None = None, *, token: str | None = None, **kwargs):
         self.fail = ConnectionError(fail) if isinstance(fail, str) else fail
@@ -32,17 +36,30 @@ class FakeHub:
         self.calls, self.uploads = [], []
         self.branches: set[tuple[str, str]] = set()
         self.files: dict[tuple[str, str], bytes] = {}
+        self.private: dict[str, bool] = {}
         self._repo_types: dict[tuple[str, str], str | None] = {}
 
     def create_repo(self, repo_id, **kwargs):
         self.calls.append(("create_repo", repo_id, kwargs))
         if self.fail is not None:
             raise self.fail
+        self.private.setdefault(repo_id, bool(kwargs.get("private")))
         return SimpleNamespace(url=f"https://huggingface.co/{repo_id}", repo_id=repo_id)
+
+    def repo_info(self, repo_id, **kwargs):
+        self.calls.append(("repo_info", repo_id))
+        return SimpleNamespace(id=repo_id, private=self.private.get(repo_id, False))
 
     def create_branch(self, repo_id, *, branch, **kwargs):
         self.calls.append(("create_branch", repo_id, branch))
         self.branches.add((repo_id, branch))
+
+    def delete_branch(self, repo_id, *, branch, **kwargs):
+        """The branch and every file on it go."""
+        self.calls.append(("delete_branch", repo_id, branch))
+        self.branches.discard((repo_id, branch))
+        for key in [k for k in self.files if k[0] == repo_id and _branch(k) == branch]:
+            del self.files[key]
 
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs))
@@ -53,9 +70,10 @@ class FakeHub:
             for key in [k for k in self.files if k[0] == repo_id and _branch(k) == (revision or "main")]:
                 if any(fnmatch.fnmatch(key[1], pattern) for pattern in kwargs["delete_patterns"]):
                     del self.files[key]
+        ignore = kwargs.get("ignore_patterns") or []
         for path in (p for p in folder.rglob("*") if p.is_file()):
             name = path.relative_to(folder).as_posix()
-            if any(fnmatch.fnmatch(name, pattern) for pattern in allow):
+            if any(fnmatch.fnmatch(name, p) for p in allow) and not any(fnmatch.fnmatch(name, p) for p in ignore):
                 self._put(repo_id, f"{kwargs.get('path_in_repo') or ''}/{name}".lstrip("/"),
                           path.read_bytes(), kwargs.get("repo_type"), revision)
         return SimpleNamespace(oid="0123456789abcdef")
@@ -124,9 +142,18 @@ def _read(path_or_fileobj) -> bytes:
 
 
 @contextlib.contextmanager
-def serve(defaults: TrainConfig, admin_users=()):
-    """The app on a free local port (uvicorn in a thread); yields (gradio_client.Client, Backend, base url)."""
-    fastapi_app, _, backend = app_module.create_app(defaults, admin_users=list(admin_users))
+def serve(defaults: TrainConfig, admin_users=(), settings=None, hub_api=None):
+    """The app on a free local port (uvicorn in a thread); yields (gradio_client.Client, Backend, base url).
+    `settings`: a core.settings.Settings instead of the environment's (e.g. SPACE_ID set)."""
+    fastapi_app, _, backend = app_module.create_app(defaults, admin_users=list(admin_users), hub_api=hub_api,
+                                                    settings=settings)
+    with serving(fastapi_app) as (client, url):
+        yield client, backend, url
+
+
+@contextlib.contextmanager
+def serving(fastapi_app):
+    """An app made by app.create_app on a free local port; yields (gradio_client.Client, base url)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -141,7 +168,7 @@ def serve(defaults: TrainConfig, admin_users=()):
     url = f"http://127.0.0.1:{port}/"
     client = Client(url, verbose=False)
     try:
-        yield client, backend, url
+        yield client, url
     finally:
         client.close()  # ends its heartbeat stream, so that the server need not wait for it
         server.should_exit = True
@@ -165,3 +192,22 @@ def wait_for_end(client: Client, timeout: float = 120) -> dict:
             return status
         time.sleep(0.3)
     raise AssertionError("training did not end in time")
+
+
+def page_event(url: str, handler: str, data: list, timeout: float = 120) -> list:
+    """Run a page event (app.py wires it as `page_<handler>`, not part of the API) as a browser does: join
+    Gradio's queue with the event's index and inputs, read the event stream → the outputs' values (an
+    output the handler left alone comes back as an empty update)."""
+    config = httpx.get(url + "config", timeout=30).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == f"page_{handler}")
+    session = secrets.token_hex(8)
+    joined = httpx.post(url + "gradio_api/queue/join", timeout=30, json={
+        "data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}, timeout=timeout) as s:
+        for line in s.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed":
+                assert message.get("success"), message
+                return message["output"]["data"]
+    raise AssertionError(f"no answer to page_{handler}")

@@ -105,7 +105,7 @@ BAD_SETTINGS = [({"epochs": -1}, "epochs must be > 0"), ({"epochs": "many"}, "no
                 ({"batch_size": 0}, "batch_size"), ({"max_length": 2}, "max_length"),
                 ({"base_model": "/no/such/model"}, "not accepted from the web"),
                 ({"dataset": "/no/such/data"}, "not accepted from the web"),
-                ({"hub_model_id": "no slash"}, "user/name"), ({"precision": "fp8"}, "precision"),
+                ({"precision": "fp8"}, "precision"),
                 ({"epochs": [1, 2]}, "epochs"), ({"group_by_length": "maybe"}, "true/false"),
                 ({"base_model": "bad\x00name"}, "valid Hub id"), ({"dataset": "a b c"}, "valid Hub id")]
 
@@ -118,6 +118,9 @@ def test_bad_inputs_get_messages_and_the_server_stays_up(shared_app):
     for settings, words in BAD_SETTINGS:
         result = client.predict(**settings, api_name="/train")
         assert not result["accepted"] and words in result["message"], (settings, result)
+    for owners in ({"hub_model_id": "someone/else"}, {"hub_private": True}, {"runs_dir": "/tmp"}):
+        with pytest.raises(TypeError, match="not a valid key-word argument"):  # not /train's parameters at all
+            client.predict(**owners, api_name="/train")
     assert client.predict(api_name="/stop") == {"accepted": False, "message": "no training is running"}
     assert not client.predict(api_name="/push")["accepted"]
 
@@ -155,15 +158,16 @@ def test_without_any_model_classify_says_what_to_set(defaults, runs_dir):
         assert health["status"] == "ok" and not health["model_loaded"] and "no model" in health["model_error"]
 
 
-def test_admin_users_guard_retrain_stop_and_push(defaults):
+def test_admin_users_guard_settings_stop_and_push(defaults):
     with serve(defaults, admin_users=["alice"]) as (client, backend, url):
-        result = client.predict(epochs=1, api_name="/train")
-        assert not result["accepted"] and "sign in" in result["message"]
+        result = client.predict(epochs=2, api_name="/train")  # a setting of one's own: for admins
+        assert not result["accepted"] and "sign in" in result["message"] and "epochs" in result["message"]
         assert "sign in" in client.predict(api_name="/stop")["message"]
+        assert "sign in" in client.predict(api_name="/push")["message"]
         assert not backend.job.busy
-    assert backend.refused(SimpleNamespace(username="alice")) == ""
-    assert "only alice" in backend.refused(SimpleNamespace(username="mallory"))
-    assert "only alice" in backend.serve(None, SimpleNamespace(username="mallory"))
+    roles = backend.roles
+    assert roles.refusal("serve", roles.caller(SimpleNamespace(username="alice"))) == ""
+    assert "only alice" in roles.refusal("serve", roles.caller(SimpleNamespace(username="mallory")))
 
 
 def test_views_of_a_finished_run(trained_run, runs_dir):

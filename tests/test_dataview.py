@@ -4,6 +4,7 @@ relabel or exclude changes the next run's data report."""
 from __future__ import annotations
 
 import random
+import re
 
 import gradio as gr
 import pytest
@@ -13,7 +14,7 @@ from finetune import corrections, exclusions
 from finetune.config import TrainConfig
 from finetune.train import prepare_data
 from web import handlers
-from web.backend import Backend
+from web.backend import OWNER, Backend
 
 LABELS_IN_FILE = ("negative", "Neutral", "POSITIVE")
 
@@ -36,8 +37,8 @@ def latin1_csv(path, rows=60):
 
 
 def test_an_uploaded_file_is_previewed_with_its_own_columns(backend, tmp_path):
-    out = handlers.upload_dataset(backend, str(latin1_csv(tmp_path / "mine.csv")))
-    assert out["dataset"].endswith("uploads/mine.csv") and r"mine\.csv" in out["action_note"]
+    out = handlers.upload_dataset(backend, OWNER, str(latin1_csv(tmp_path / "mine.csv")))
+    assert re.search(r"uploads/[0-9a-f]{16}/mine\.csv$", out["dataset"]) and r"mine\.csv" in out["action_note"]
     assert isinstance(out["text_column"], gr.Dropdown) and out["text_column"].value == "tweet"
     assert out["label_column"].value == "sentiment" and out["label_column"].choices == [
         ("id", "id"), ("tweet", "tweet"), ("sentiment", "sentiment")]
@@ -49,21 +50,21 @@ def test_an_uploaded_file_is_previewed_with_its_own_columns(backend, tmp_path):
 
 
 def test_picking_a_column_that_is_not_text_says_what_is_wrong(backend, tmp_path):
-    dataset = handlers.upload_dataset(backend, str(latin1_csv(tmp_path / "mine.csv")))["dataset"]
-    out = handlers.preview_data(backend, dataset, "tweet", "id")
+    dataset = handlers.upload_dataset(backend, OWNER, str(latin1_csv(tmp_path / "mine.csv")))["dataset"]
+    out = handlers.preview_data(backend, OWNER, dataset, "tweet", "id")
     assert out["preview_note"].startswith("⚠️") and not out["preview_rows"].visible
     assert "id" in out["preview_note"]
 
 
 def test_a_path_outside_the_app_folders_is_refused_without_saying_whether_it_exists(backend):
     for path in ("/etc/passwd", "/nope/data.csv"):
-        out = handlers.preview_data(backend, path)
+        out = handlers.preview_data(backend, OWNER, path)
         assert "other paths on the server are not accepted" in out["preview_note"]
 
 
 def test_the_review_lists_suspects_and_each_decision_changes_the_next_data_report(backend, runs_dir):
     settings = dict(dataset="", text_column="", label_column="", base_model="", train_size=None)
-    out = handlers.review_data(backend, None, *settings.values())
+    out = handlers.review_data(backend, *settings.values())
     assert out["review_note"].startswith("🔍") and "look mislabelled" in out["review_note"]
     choices = [value for _, value in out["suspect"].choices]
     assert len(choices) >= 3 and list(out["suspects"]["tweet"]) == choices
@@ -74,22 +75,14 @@ def test_the_review_lists_suspects_and_each_decision_changes_the_next_data_repor
     keep, relabel, drop = choices[:3]
     assert handlers.pick_suspect(backend, relabel)["review_label"] in ("negative", "neutral", "positive")
     suggested = handlers.pick_suspect(backend, relabel)["review_label"]
-    assert "kept" in handlers.decide(backend, None, keep, None, "keep")["decide_note"]
-    assert "relabelled" in handlers.decide(backend, None, relabel, suggested, "relabel")["decide_note"]
-    last = handlers.decide(backend, None, drop, None, "exclude")
+    assert "kept" in handlers.decide(backend, keep, None, "keep")["decide_note"]
+    assert "relabelled" in handlers.decide(backend, relabel, suggested, "relabel")["decide_note"]
+    last = handlers.decide(backend, drop, None, "exclude")
     assert "excluded" in last["decide_note"]
     assert not {keep, relabel, drop} & {value for _, value in last["suspect"].choices}  # decided: off the list
-    assert handlers.decide(backend, None, drop, None, "exclude")["decide_note"].startswith("⚠️")  # already decided
+    assert handlers.decide(backend, drop, None, "exclude")["decide_note"].startswith("⚠️")  # already decided
 
     _, after = prepare_data(cfg)
     assert after.excluded_by_review == 1 and after.relabelled_by_corrections == 1
     assert after.suspected_label_errors == before.suspected_label_errors - 3
     assert [c.corrected_label for c in corrections.load(runs_dir)] == [suggested]
-
-
-def test_review_and_decisions_are_for_admins_only_when_admins_are_set(tiny_model, tiny_dataset, runs_dir):
-    backend = Backend(TrainConfig(base_model=str(tiny_model), dataset=str(tiny_dataset), runs_dir=str(runs_dir)),
-                      admin_users=["alice"], settings=Settings())
-    assert "sign in" in handlers.review_data(backend, None, "", "", "", "", None)["review_note"]
-    assert "sign in" in handlers.decide(backend, None, "a tweet", None, "exclude")["decide_note"]
-    assert not (runs_dir / exclusions.EXCLUSIONS).exists()

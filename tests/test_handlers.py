@@ -10,7 +10,7 @@ from core.settings import Settings
 from finetune import corrections
 from finetune.config import TrainConfig
 from web import handlers
-from web.backend import Backend
+from web.backend import OWNER, Backend
 
 
 @pytest.fixture
@@ -37,11 +37,11 @@ def test_one_chat_message_is_one_model_call_and_fills_every_panel(backend, monke
     assert scored == "so happy and glad today".split()  # every word highlighted
 
     other = next(l for l in ("negative", "neutral", "positive") if l != seen["label"])
-    saved = handlers.correct(backend, seen, other)
+    saved = handlers.correct(backend, OWNER, seen, other)
     assert "1 correction\\(s\\) waiting" in saved["correct_note"] and "**1**" in saved["waiting"]  # Markdown-escaped
     [stored] = corrections.load(backend.runs_dir)
     assert (stored.model_label, stored.corrected_label) == (seen["label"], other)
-    assert handlers.correct(backend, None, other)["correct_note"] == "Classify a tweet first."
+    assert handlers.correct(backend, OWNER, None, other)["correct_note"] == "Classify a tweet first."
 
 
 def test_a_bad_message_is_answered_in_words_and_clears_the_panels(backend):

@@ -15,8 +15,24 @@ def test_push_uploads_the_checkpoint_and_card(trained_run):
     assert result.state == "pushed" and result.url == "https://huggingface.co/me/tweets"
     assert hub.calls[0] == ("create_repo", "me/tweets", {"private": True, "exist_ok": True, "repo_type": "model"})
     upload = hub.calls[1][1]
-    assert upload["folder_path"] == str(trained_run) and "*.safetensors" in upload["allow_patterns"]
+    assert Path(upload["folder_path"]).name == trained_run.name and "*.safetensors" in upload["allow_patterns"]
+    assert {"model.safetensors", "config.json", "README.md", "train_config.json"} <= {k[1] for k in hub.files}
     assert json.loads((trained_run / "push.json").read_text())["state"] == "pushed"
+    assert not list(trained_run.parent.glob(".push-*"))  # the staged copy is gone
+
+
+def test_pushed_reports_name_no_server_path_and_no_example_tweet(trained_run):
+    hub = FakeHub()
+    push_run(trained_run, "me/tweets", api=hub)
+    local = str(trained_run.parent.parent)  # the server's folders
+    for name in ("train_config.json", "data_report.json", "metrics.json", "history.jsonl"):
+        body = hub.files[("me/tweets", name)].decode()
+        assert local not in body and "/tmp/" not in body, name
+    report = json.loads(hub.files[("me/tweets", "data_report.json")])
+    assert "examples" not in report and report["dataset"] == "tweets"  # the folder's name, not its path
+    config = json.loads(hub.files[("me/tweets", "train_config.json")])
+    assert config["base_model"] == "tiny-gpt2" and config["epochs"] == Run(trained_run).config["epochs"]
+    assert "examples" in Run(trained_run).data_report  # the local run keeps them
 
 
 def test_failed_push_keeps_the_run_and_hides_the_token(trained_run, monkeypatch):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,11 +44,11 @@ def test_trains_in_background_refuses_a_second_start_and_pushes(tiny_config, run
     assert status["data_report"]["sizes"]["train"] == 120
     assert len(loads) == 1  # the settings check loaded the dataset; the run used what it prepared
     assert status["push"]["state"] == "pushed" and status["push"]["url"].endswith("someone/tweets")
-    runs_pushed = [(u["repo_id"], u["folder_path"]) for u in hub.uploads if u.get("revision") is None]
-    assert runs_pushed == [("someone/tweets", str(runs_dir / run_id))]
-    # the resumable checkpoint went to the repo's resume branch while training, and the branch now says done
+    runs_pushed = [(u["repo_id"], Path(u["folder_path"]).name) for u in hub.uploads if u.get("revision") is None]
+    assert runs_pushed == [("someone/tweets", run_id)]
+    # the resumable checkpoint went to the repo's resume branch while training, and the branch is gone now
     assert [u["revision"] for u in hub.uploads if u.get("revision")] == ["resume"]
-    assert '"done"' in hub.files[("someone/tweets", "resume.json", "resume")].decode()
+    assert ("delete_branch", "someone/tweets", "resume") in hub.calls and not [k for k in hub.files if len(k) == 3]
     assert [r.run_id for r in done] == [run_id]  # on_done ran (the app switches Classify to it)
     assert runs.latest(runs_dir).id == run_id
     kinds = {e["event"] for e in job.events()}
@@ -120,7 +121,7 @@ def test_status_after_a_restart_comes_from_the_run_folder(runs_dir, trained_run)
 def test_push_without_token_is_skipped_and_a_failed_push_can_be_retried(runs_dir, trained_run):
     shutil.copytree(trained_run, runs_dir / trained_run.name)
     job = TrainingJob(runs_dir)
-    assert job.push_again() == (False, "no Hub repo set: set HUB_MODEL_ID (or the Hub repo setting) and train again")
+    assert job.push_again() == (False, "no Hub repo set: the app's owner sets HUB_MODEL_ID")
 
     assert job.push_again(repo_id="someone/tweets")[0]  # no HF_TOKEN in the tests: skipped, with why
     assert "HF_TOKEN" in wait_until_ended(job)["push"]["message"]

@@ -25,3 +25,23 @@ def test_resolve_keeps_the_majority_and_drops_groups_people_disagree_on():
     labels = [1, 2, 2, 0, 2, 1, 1]
     drop, conflicts = resolve(groups, labels)
     assert drop == {0, 2, 3, 4, 6} and conflicts == 2  # row 1 is the first majority row; 3/4 tie: both go
+
+
+def test_near_identical_rows_are_checked_in_pairs_that_grow_with_the_rows_not_their_square(monkeypatch):
+    """30,000 distinct but near-identical rows (the upload that once took 22 GB): one group, every train
+    row a copy of a test row, and the pairs checked stay a few dozen per row."""
+    import random
+
+    from finetune import neardup
+
+    checked, confirmed = [0], neardup._confirmed
+
+    def counting(norm, pairs):
+        checked[0] += len(pairs)
+        return confirmed(norm, pairs)
+    monkeypatch.setattr(neardup, "_confirmed", counting)
+    rng = random.Random(0)
+    rows = [f"so happy today love it {i:05d} {rng.choice('abcdefgh')}" for i in range(3_000)]
+    groups, copies = neardup.find(rows[:2_400], rows[2_400:])
+    assert groups == [list(range(2_400))] and len(copies) > 2_000
+    assert checked[0] <= 3_000 * 2 * neardup.NEIGHBOURS * 3  # a dense bucket's pairs would be 4.5 million

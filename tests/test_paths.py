@@ -13,6 +13,7 @@ from core.errors import UserError
 from finetune.config import TrainConfig
 from test_app import serve, tiny_defaults, wait_for_end
 from web import handlers
+from web.backend import OWNER
 from web.paths import WebPaths
 
 OUTSIDE = ["/etc/shadow", "/nope", "/etc", "../../etc/passwd", "~/.bashrc", "/root/.cache/huggingface/token",
@@ -62,7 +63,7 @@ def test_the_train_api_and_tab_refuse_outside_paths_and_take_the_data_folder(tin
         # the Train tab: an uploaded file lands in the data folder and becomes the dataset
         upload = tmp_path / "my tweets.jsonl"
         shutil.copyfile(tiny_dataset / "train.jsonl", upload)
-        shown = handlers.upload_dataset(backend, str(upload))
+        shown = handlers.upload_dataset(backend, OWNER, str(upload))
         assert shown["dataset"].startswith(str(backend.data_dir)) and os.path.exists(shown["dataset"])
         # a folder in the data folder, named as the API would: accepted, trained on, done
         shutil.copytree(tiny_dataset, backend.data_dir / "tweets")

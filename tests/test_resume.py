@@ -181,20 +181,24 @@ def test_checkpoints_go_to_the_hub_throttled_and_come_back_after_a_restart_witho
     assert f"{stopped.run_id}/_checkpoints/checkpoint-13/optimizer.pt" in on_hub
     kept = {name.split("/")[2] for name in on_hub if "/_checkpoints/checkpoint-" in name}
     assert "checkpoint-13" in kept and len(kept) <= 2  # one run's newest and its best, not every one
-    assert any(f"{stopped.run_id}/_checkpoints/splits/" in name for name in on_hub)
+    assert not any("/_checkpoints/splits/" in name for name in on_hub)  # a public repo: no training rows
+    assert str(tmp_path) not in hub.files[(repo, f"{stopped.run_id}/train_config.json", "resume")].decode()
     pushed = [e for e in Run(stopped.run_dir).history() if e["event"] == "hub-checkpoint"]
-    assert [e["state"] for e in pushed] == ["pushed", "pushed"]
+    assert [e["state"] for e in pushed] == ["pushed", "pushed"] and "not its training rows" in pushed[0]["message"]
 
     fresh = tmp_path / "fresh-disk" / "runs"  # the Space restarted without its disk
-    restored = checkpoints.restore_from_hub(fresh, repo, api=hub)
+    restored = checkpoints.restore_from_hub(fresh, repo, api=hub, local=(cfg.base_model, cfg.dataset))
     assert restored.state == "restored", restored
     run = Run(fresh / f"{stopped.run_id}.partial")
     assert run.state == "interrupted" and run.can_resume and run.checkpoint.name == "checkpoint-13"
+    assert run.config["dataset"] == cfg.dataset  # named by its last part on the Hub: the app's own path again
     assert checkpoints.restore_from_hub(fresh, repo, api=hub).state == "skipped"  # already here
 
-    resumed = train.resume(run.path, hub_api=hub)
+    resumed = train.resume(run.path, hub_api=hub)  # its rows made again from the dataset and seed
     assert resumed.state == "done" and resumed.run_id == stopped.run_id
-    assert json.loads(hub.files[(repo, "resume.json", "resume")])["state"] == "done"
+    before = Run(stopped.run_dir).data_report["sizes"]
+    assert Run(resumed.run_dir).data_report["sizes"] == before and "made again" in str(Run(resumed.run_dir).history())
+    assert (repo, "resume") not in hub.branches and not [k for k in hub.files if len(k) == 3]  # deleted: done
     assert checkpoints.restore_from_hub(tmp_path / "another" / "runs", repo, api=hub).state == "skipped"
 
 

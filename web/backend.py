@@ -1,29 +1,35 @@
 """The app's backend: the model that serves (`inference.ModelServer`), the training job
-(`finetune.jobs.TrainingJob`), the admin rule and the web's path rule, for one app process. Every
-method takes plain values and returns plain values or raises a UserError with what to do."""
+(`finetune.jobs.TrainingJob`), who may do what (`web.roles.Roles`: the page and the APIs check it before
+they call in here; what a visitor may do is limited here) and the web's path rule, for one app process.
+Every method takes plain values and returns plain values or raises a UserError with what to do."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 
 from core.errors import UserError, first_line
-from core.runs import Run, pin
+from core.runs import Run, pin, prune
 from core.settings import Settings
 from finetune import corrections, lineage
 from finetune.config import TrainConfig
+from finetune.events import duration
 from finetune.jobs import TrainingJob
 from inference import ModelServer
 from inference.classifier import Prediction, check_text
 from inference.explain import Explanation, explain
 
-from .limits import MAX_TWEET_CHARS, MODEL_WAIT_SECONDS, RELOAD_AFTER_SECONDS
+from .limits import CORRECTION_LIMITS, MAX_TWEET_CHARS, MODEL_WAIT_SECONDS, RELOAD_AFTER_SECONDS, Quota
 from .paths import WebPaths
+from .roles import Caller, Roles
 
 log = logging.getLogger("app")
 
 WEB_PATH_SETTINGS = ("dataset", "base_model")  # the settings a web request may name a local path in
+OWNER_SETTINGS = ("runs_dir", "hub_model_id", "hub_private")  # the owner's alone (RUNS_DIR, HUB_MODEL_ID, HUB_PRIVATE)
+OWNER = Caller(user="", client="local", admin=True)  # the app itself (and the tests): may do anything
 
 
 def check_tweet(text) -> str:
@@ -45,18 +51,34 @@ class Backend:
         self.runs_dir = Path(defaults.runs_dir)
         self.data_dir = Path(self.settings.data_dir or self.runs_dir / "_data")
         self.paths = WebPaths(self.data_dir, self.runs_dir, upload_dir)
-        self.admins = {u.strip() for u in admin_users if u.strip()}
+        self.roles = Roles(admin_users, self.settings.on_space, self.settings.retrain_public)
+        self.roles.warn()
+        self.correction_quota = Quota(CORRECTION_LIMITS)
+        self._visitor_started: float | None = None  # when a visitor last started a run (time.monotonic)
+        self._starting = threading.Lock()
         # a fresh Space gets people's corrections back from the Hub dataset (HUB_DATASET_ID), if set
         threading.Thread(target=corrections.pull, args=(self.runs_dir,), name="corrections-pull", daemon=True).start()
         self.push_corrections = corrections.PushSoon(self.runs_dir)
         self.server = ModelServer(self.runs_dir, defaults.hub_model_id, defaults.base_model,
                                   precision=self.settings.serving_precision, wait_s=MODEL_WAIT_SECONDS,
                                   retry_s=RELOAD_AFTER_SECONDS)
-        self.job = TrainingJob(self.runs_dir, on_done=lambda result: self.server.refresh(), hub_api=hub_api)
+        self.job = TrainingJob(self.runs_dir, on_done=self._done, hub_api=hub_api)
+        self.prune()
         # a Space without persistent storage: an unfinished run comes back from the Hub's resume branch
-        threading.Thread(target=self.job.restore_from_hub, args=(defaults.hub_model_id,), name="restore-run",
+        threading.Thread(target=self.job.restore_from_hub, args=(defaults.hub_model_id, defaults), name="restore-run",
                          daemon=True).start()
         self.server.load_soon()
+
+    def _done(self, result) -> None:
+        """A run finished: Classify switches to it, and older runs' exports and checkpoints go."""
+        self.server.refresh()
+        self.prune()
+
+    def prune(self) -> list[Path]:
+        """The newest KEEP_RUNS runs (and the one serving) keep their exports and checkpoints (core.runs.prune)."""
+        model = self.server.model
+        serving = Path(model.source).name if getattr(model, "kind", "") == "fine-tuned" else ""
+        return prune(self.runs_dir, self.settings.runs_kept, protect={serving})
 
     # --- answering ------------------------------------------------------------------------------
     def model(self):
@@ -99,29 +121,33 @@ class Backend:
         return {"loaded": True, "name": model.name, "kind": model.kind, "test_accuracy": test.get("accuracy"),
                 "test_f1_macro": test.get("f1_macro"), "error": "", "reason": getattr(model, "reason", "")}
 
-    def correct(self, text, model_label, corrected_label, model_name: str = "") -> str:
-        """Store a person's correction of a reply, then copy the file to the Hub dataset in the background."""
-        c = corrections.add(self.runs_dir, check_tweet(text), model_label, corrected_label, model_name)
+    def correct(self, caller: Caller, text, model_label, corrected_label, model_name="") -> str:
+        """Store a person's correction of a reply (an admin's counts at once; anyone else's waits for an
+        admin's review, and counts against their quota), then copy the file to the Hub dataset in the
+        background."""
+        def admit():  # a valid correction: it counts against the quota of anyone but an admin
+            if not caller.admin and (why := self.correction_quota.take(caller.client)):
+                raise UserError(f"not saved: {why}")
+        c = corrections.add(self.runs_dir, check_tweet(text), model_label, corrected_label, model_name or "",
+                            status=corrections.ACCEPTED if caller.admin else corrections.PENDING, by=caller.user,
+                            admit=admit)
         if self.settings.hub_dataset_id:
             self.push_corrections()
+        if c.status == corrections.PENDING:
+            return (f"Saved for review: once an admin accepts it, the next retrain learns that this tweet is "
+                    f"{c.corrected_label}.")
         return (f"Saved: the next retrain learns that this tweet is {c.corrected_label} "
                 f"({len(corrections.waiting(self.runs_dir))} correction(s) waiting).")
 
-    # --- the job and the admin rule ---------------------------------------------------------------
-    def refused(self, profile) -> str:
-        """Why this user may not retrain (or stop, push, pin), or "" when they may."""
-        if not self.admins:
-            return ""
-        if profile is None:
-            return f"only {', '.join(sorted(self.admins))} may do this: sign in with Hugging Face first"
-        if profile.username not in self.admins:
-            return f"{profile.username} may not do this: only {', '.join(sorted(self.admins))} may (ADMIN_USERS)"
-        return ""
-
+    # --- the job ------------------------------------------------------------------------------------
     def web_settings(self, settings: dict) -> dict:
         """The settings a web request gives (None, "" = the default), with the paths it names checked:
-        a value equal to the server's own default is the server's choice, not the caller's."""
+        a value equal to the server's own default is the server's choice, not the caller's. Where runs
+        go and where they are pushed are the owner's alone (OWNER_SETTINGS)."""
         given = {k: v for k, v in settings.items() if v not in (None, "")}
+        if owners := [k for k in OWNER_SETTINGS if k in given]:
+            raise UserError(f"{', '.join(owners)}: set by the app's owner (RUNS_DIR, HUB_MODEL_ID, HUB_PRIVATE), "
+                            f"not by a request: leave it out")
         for name in WEB_PATH_SETTINGS:
             if name in given and given[name] != getattr(self.defaults, name):
                 given[name] = self.paths.check(name, given[name])
@@ -133,16 +159,28 @@ class Backend:
         values = {**self.defaults.to_dict(), "base_model": self.base_model(), **self.web_settings(settings)}
         return TrainConfig.from_dict({**values, "runs_dir": str(self.runs_dir)}).validate()
 
-    def train(self, settings: dict, profile=None) -> dict:
+    def train(self, settings: dict, caller: Caller = OWNER) -> dict:
         """Start a run with the defaults overridden by `settings` (None = default): by default it continues
-        the run that serves (`parent`); `start_over` true: a fresh run from the base model."""
-        if why := self.refused(profile):
-            return {"accepted": False, "message": why}
+        the run that serves; `start_over` true: a fresh run from the base model. Only an admin may change a
+        setting or start over (roles "settings"), and a visitor's start waits out the cooldown after the last."""
         settings = dict(settings)
         start_over = bool(settings.pop("start_over", False))
         try:
             cfg = self.config(settings)
-            accepted, message = self.job.start(cfg if start_over else self.continuing(cfg))
+            changed = [k for k in self.web_settings(settings) if getattr(cfg, k) != getattr(self.defaults, k)]
+            changed += ["start_over"] if start_over else []
+            if changed and (why := self.roles.refusal("settings", caller)):
+                return {"accepted": False, "message": f"{why} ({', '.join(changed)} not the owner's): press "
+                                                      f"Retrain with the settings as they are"}
+            with self._starting:
+                if not caller.admin and (wait := self.cooldown_left()):
+                    return {"accepted": False, "message": f"a visitor's retrain started less than "
+                            f"{duration(self.settings.cooldown_s)} ago: the next one can start in {duration(wait)}"}
+                accepted, message = self.job.start(cfg if start_over else self.continuing(cfg))
+                if accepted and not caller.admin:
+                    self._visitor_started = time.monotonic()
+            if accepted:
+                self.prune()
         except UserError as exc:
             accepted, message = False, f"not started: {exc}"
         except Exception as exc:  # input nobody foresaw: refuse it in words, keep serving
@@ -163,27 +201,25 @@ class Backend:
             return cfg
         return dataclasses.replace(cfg, from_run=model.source)
 
-    def stop(self, profile=None) -> dict:
-        return self._as_admin(profile, self.job.stop)
+    def cooldown_left(self) -> float:
+        """Seconds until a visitor may start a run again (0: now)."""
+        if self._visitor_started is None:
+            return 0.0
+        return max(0.0, self.settings.cooldown_s - (time.monotonic() - self._visitor_started))
 
-    def resume(self, run_id: str | None = None, profile=None) -> dict:
+    def stop(self) -> dict:
+        return _answer(self.job.stop())
+
+    def resume(self, run_id: str | None = None) -> dict:
         """Continue an interrupted or stopped run (None: the newest that can) from its last checkpoint."""
-        return self._as_admin(profile, lambda: self.job.resume(run_id or None))
+        return _answer(self.job.resume(run_id or None))
 
-    def push_again(self, profile=None) -> dict:
-        return self._as_admin(profile, lambda: self.job.push_again(repo_id=self.defaults.hub_model_id))
+    def push_again(self) -> dict:
+        """Push the last finished run to HUB_MODEL_ID (the owner's repo; never one a request names)."""
+        return _answer(self.job.push_again(repo_id=self.defaults.hub_model_id, private=self.defaults.hub_private))
 
-    def _as_admin(self, profile, action) -> dict:
-        """{accepted, message} of `action()` (→ (accepted, message)), or why this user may not."""
-        if why := self.refused(profile):
-            return {"accepted": False, "message": why}
-        accepted, message = action()
-        return {"accepted": accepted, "message": message}
-
-    def serve(self, run_id: str | None, profile=None) -> str:
+    def serve(self, run_id: str | None) -> str:
         """Pin `run_id` as the run that Classify serves (None: back to the newest)."""
-        if why := self.refused(profile):
-            return why
         try:
             pin(self.runs_dir, run_id or None)
         except ValueError as exc:
@@ -199,11 +235,17 @@ class Backend:
         return model.source if getattr(model, "reason", "") else self.defaults.base_model
 
     def health(self) -> dict:
-        model, status = self.server.model, self.job.status()
+        """What serves and what the job does, from memory only (no file read: it answers at once)."""
+        model = self.server.model
         return {"status": "ok", "model_loaded": model is not None, "model": model.name if model else None,
                 "model_kind": model.kind if model else None, "model_reason": getattr(model, "reason", ""),
                 "model_precision": getattr(model, "precision", None),
                 "model_prepared": model is not None and model.ready.is_set(),
                 "model_serving": model.serving() if model else None,
                 "model_error": "" if model else (self.server.error or "loading"),
-                "job_running": self.job.busy, "job_state": status["state"], "run_id": status.get("run_id")}
+                "job_running": self.job.busy, "job_state": self.job.state, "run_id": self.job.run_id}
+
+
+def _answer(result: tuple[bool, str]) -> dict:
+    accepted, message = result
+    return {"accepted": accepted, "message": message}

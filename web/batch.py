@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import io
+import secrets
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,8 @@ from core.labels import LABELS
 from .limits import MAX_BATCH_ROWS, MAX_TWEET_CHARS, MAX_UPLOAD_BYTES
 
 TEXT_COLUMNS = ("text", "tweet", "tweets", "content", "message")  # a CSV's tweets column, by header
+OUTPUTS = Path(tempfile.gettempdir()) / "tweet-sentiment-predictions"  # Gradio serves a copy from its cache
+OUTPUTS_KEPT_S = 3600  # older outputs go at the next file classified
 
 
 def read_tweets(path: Path) -> list[str]:
@@ -63,7 +68,18 @@ def classify_rows(model, texts: list[str]) -> pd.DataFrame:
 def classify_file(model, path: Path) -> tuple[Path, str]:
     """(the predictions CSV, a note saying how many were classified and skipped)."""
     result = classify_rows(model, read_tweets(path))
-    out = Path(tempfile.mkdtemp(prefix="predictions-")) / f"{path.stem[:60]}-sentiment.csv"
+    out = _output_folder() / f"{path.stem[:60]}-sentiment.csv"
     result.to_csv(out, index=False)
     skipped = int((result["error"] != "").sum())
     return out, f"Classified {len(result) - skipped:,} tweets" + (f", skipped {skipped}" * bool(skipped))
+
+
+def _output_folder() -> Path:
+    """A new folder for one file of predictions; the folders of OUTPUTS_KEPT_S ago and older go."""
+    OUTPUTS.mkdir(exist_ok=True)
+    for old in OUTPUTS.iterdir():
+        if time.time() - old.stat().st_mtime > OUTPUTS_KEPT_S:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = OUTPUTS / secrets.token_hex(8)
+    folder.mkdir()
+    return folder

@@ -14,7 +14,8 @@ from finetune.config import TrainConfig
 from finetune.events import counts
 
 from .backend import Backend
-from .limits import MAX_TRAIN_UPLOAD_BYTES, REVIEW_MAX_ROWS
+from .limits import HUB_PREVIEW_ROWS, MAX_TRAIN_UPLOAD_BYTES, PREVIEW_MAX_ROWS, REVIEW_MAX_ROWS
+from .roles import Caller
 from .views import as_text
 
 SUSPECTS_SHOWN = 20
@@ -26,22 +27,33 @@ LIMITS = (f"CSV, TSV, JSONL or Parquet, up to {MAX_TRAIN_UPLOAD_BYTES // 1024**2
 
 
 # --- the preview ------------------------------------------------------------------------------------
-def preview(backend: Backend, dataset: str, text_column: str = "", label_column: str = "") -> dict:
-    """`finetune.data.preview` of a dataset the web may name, as the next retrain would read it
-    (people's exclusions left out); a UserError says what is wrong with it."""
+def preview(backend: Backend, caller: Caller, dataset: str, text_column: str = "", label_column: str = "") -> dict:
+    """`finetune.data.preview` of a dataset the web may name, as the next retrain would read it (people's
+    exclusions left out; the first PREVIEW_MAX_ROWS rows of each split); a UserError says what is wrong
+    with it. Someone who is not an admin never borrows the server's token: a Hub dataset is streamed
+    without it (its first HUB_PREVIEW_ROWS rows), and a local file is the app's own dataset or nothing."""
     dataset = backend.web_settings({"dataset": dataset}).get("dataset") or backend.defaults.dataset
-    return data.preview(dataset, text_column or TrainConfig.text_column, label_column or TrainConfig.label_column,
-                        seed=backend.defaults.seed, drop_near_duplicates=backend.defaults.drop_near_duplicates,
-                        excluded=exclusions.excluded(backend.runs_dir))
+    raw = None
+    if not caller.admin and Path(dataset).expanduser().exists():
+        if dataset != backend.defaults.dataset:
+            raise UserError(backend.paths.refusal("dataset"))
+    elif not caller.admin:
+        raw = data.hub_head(dataset, HUB_PREVIEW_ROWS)
+    p = data.preview(dataset, text_column or TrainConfig.text_column, label_column or TrainConfig.label_column,
+                     seed=backend.defaults.seed, drop_near_duplicates=backend.defaults.drop_near_duplicates,
+                     excluded=exclusions.excluded(backend.runs_dir), raw=raw, max_rows=PREVIEW_MAX_ROWS)
+    return {**p, "streamed": raw is not None}
 
 
 def preview_md(p: dict) -> str:
     name = Path(p["dataset"]).name if Path(p["dataset"]).exists() else p["dataset"]
     encoding = f", {p['encoding']}" if p.get("encoding") else ""
-    return (f"**{as_text(name)}**{encoding}: {p['rows']:,} rows ({as_text(counts(p['splits']))}); reading "
+    part = f" (of the first {p['read']:,} rows read)" if p["read"] < p["rows"] else ""
+    rows = (f"its first {p['rows']:,} rows, streamed from the Hub" if p.get("streamed") else f"{p['rows']:,} rows")
+    return (f"**{as_text(name)}**{encoding}: {rows} ({as_text(counts(p['splits']))}); reading "
             f"text from `{as_text(p['text_column'])}` and labels from `{as_text(p['label_column'])}`.  \n"
-            f"**Class balance:** {as_text(counts(p['label_counts']))}.  \n"
-            f"**Data report:** {as_text(p['summary'], 3000)}")
+            f"**Class balance**{part}: {as_text(counts(p['label_counts']))}.  \n"
+            f"**Data report**{part}: {as_text(p['summary'], 3000)}")
 
 
 def preview_table(p: dict) -> pd.DataFrame:
@@ -108,3 +120,30 @@ def decide(backend: Backend, text: str, action: str, label: str | None = None) -
     exclusions.decide(backend.runs_dir, text, action, "label review")
     return ("excluded: the next retrain leaves this tweet out" if action == exclusions.EXCLUDE
             else f"kept as {suspect['given']}")
+
+
+# --- people's corrections, for an admin to accept or reject -------------------------------------------
+PENDING_SHOWN = 200
+PENDING_COLUMNS = ["made", "tweet", "model said", "person says", "by"]
+
+
+def pending_table(runs_dir: Path) -> pd.DataFrame:
+    """The corrections waiting for a decision, oldest first (at most PENDING_SHOWN)."""
+    return pd.DataFrame([[c.time[:16].replace("T", " "), c.text, c.model_label, c.corrected_label, c.by or "anonymous"]
+                         for c in corrections.pending(runs_dir)[:PENDING_SHOWN]], columns=PENDING_COLUMNS)
+
+
+def pending_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    """(what the picker shows, the correction's id) per pending correction, in the table's order."""
+    return [(f"{c.model_label} → {c.corrected_label}:  {' '.join(c.text.split())[:70]}", c.id)
+            for c in corrections.pending(runs_dir)[:PENDING_SHOWN]]
+
+
+def decide_corrections(backend: Backend, caller: Caller, ids: list[str], decision: str) -> str:
+    """Accept or reject the picked corrections (an admin's decision, in one line of the file)."""
+    if not ids:
+        raise UserError("pick one or more corrections first (or press Pick all)")
+    n = corrections.decide(backend.runs_dir, list(ids), decision, by=caller.user)
+    if decision == corrections.ACCEPTED:
+        return f"accepted {n}: the next retrain learns from them"
+    return f"rejected {n}: no retrain uses them"

@@ -1,9 +1,12 @@
 """What each page event does: `handler(backend, *inputs)` → {component name: new value}, for the
 components it changes and no others (app.py names the components and maps names to them, so that a
-handler's outputs can never be miscounted). Callable without a browser: the tests do."""
+handler's outputs can never be miscounted). A handler that must know who asks takes the Caller
+(web/roles.py) after the backend; whether they may ask at all is decided before (app.py `Wiring.on`).
+Callable without a browser: the tests do."""
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 from pathlib import Path
 
@@ -11,19 +14,23 @@ import gradio as gr
 
 from core.errors import UserError, first_line
 from core.runs import Run
-from finetune import jobs
+from finetune import corrections, jobs
 
 from . import dataview, views
 from .backend import Backend
 from .batch import classify_file as write_predictions
+from .limits import CHAT_MAX_TURNS, KEEP_UPLOADS
+from .roles import Caller
 
 log = logging.getLogger("app")
 
 
 def chat(backend: Backend, text, history) -> dict:
     """One chat message, one model call: the reply, the probability bars, the Why highlights, and the
-    label the person saw (kept for a correction) all come from the same explanation."""
-    history = list(history or [])
+    label the person saw (kept for a correction) all come from the same explanation. The history the page
+    sends back keeps its last CHAT_MAX_TURNS turns."""
+    keep = 2 * (CHAT_MAX_TURNS - 1)  # messages of the earlier turns: this one adds two
+    history = list(history or [])[-keep:] if keep else []
     if isinstance(text, str) and text.strip():
         history.append({"role": "user", "content": views.as_text(text)})
     cleared = {"message": "", "right_label": None, "correct_note": ""}
@@ -41,7 +48,7 @@ def chat(backend: Backend, text, history) -> dict:
             "answered_by": f"Answered by **{views.as_text(name)}**"}
 
 
-def correct(backend: Backend, last: dict | None, right: str | None) -> dict:
+def correct(backend: Backend, caller: Caller, last: dict | None, right: str | None) -> dict:
     """Store the correction of the reply the person saw (the chat's last_reply)."""
     if not last:
         note = "Classify a tweet first."
@@ -49,7 +56,8 @@ def correct(backend: Backend, last: dict | None, right: str | None) -> dict:
         note = "Pick the right label first."
     else:
         try:
-            note = "✅ " + views.as_text(backend.correct(last["text"], last["label"], right, last["model"]), 600)
+            saved = backend.correct(caller, last["text"], last["label"], right, last["model"])
+            note = "✅ " + views.as_text(saved, 600)
         except UserError as exc:
             note = f"⚠️ {views.as_text(exc, 600)}"
     return {"correct_note": note, "waiting": views.waiting_md(backend.runs_dir)}
@@ -69,22 +77,26 @@ def classify_file(backend: Backend, path) -> dict:
     return {"download": str(out), "batch_note": note}
 
 
-def upload_dataset(backend: Backend, path) -> dict:
-    """A training file from the Train tab: copied into the data folder, named as the dataset, previewed."""
+def upload_dataset(backend: Backend, caller: Caller, path) -> dict:
+    """A training file from the Train tab: copied into a folder of its own in the data folder (so that no
+    upload replaces another), named as the dataset, previewed; the oldest uploads beyond KEEP_UPLOADS go."""
     if not path:
         return {}
-    target = backend.data_dir / "uploads" / Path(path).name
-    target.parent.mkdir(parents=True, exist_ok=True)
+    uploads = backend.data_dir / "uploads"
+    target = uploads / secrets.token_hex(8) / Path(path).name
+    target.parent.mkdir(parents=True)
     shutil.copyfile(path, target)
-    return {**preview_data(backend, str(target)), "dataset": str(target),
+    for old in sorted(uploads.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_UPLOADS:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return {**preview_data(backend, caller, str(target)), "dataset": str(target),
             "action_note": f"📄 training on {views.as_text(target.name)} when you retrain"}
 
 
-def preview_data(backend: Backend, dataset, text_column="", label_column="") -> dict:
+def preview_data(backend: Backend, caller: Caller, dataset, text_column="", label_column="") -> dict:
     """The dataset's first rows, size, class balance and data report, and its columns to pick from."""
     hidden = gr.Dataframe(value=None, visible=False)
     try:
-        p = dataview.preview(backend, dataset, text_column, label_column)
+        p = dataview.preview(backend, caller, dataset, text_column, label_column)
     except UserError as exc:
         return {"preview_note": f"⚠️ {views.as_text(exc, 600)}", "preview_rows": hidden}
     except Exception as exc:  # a file nobody foresaw: say so, keep serving
@@ -96,15 +108,13 @@ def preview_data(backend: Backend, dataset, text_column="", label_column="") -> 
             "label_column": gr.Dropdown(choices=p["columns"], value=p["label_column"])}
 
 
-def preview_dataset(backend: Backend, dataset) -> dict:
+def preview_dataset(backend: Backend, caller: Caller, dataset) -> dict:
     """Another dataset named: its columns guessed afresh, then previewed."""
-    return preview_data(backend, dataset)
+    return preview_data(backend, caller, dataset)
 
 
-def review_data(backend: Backend, profile, dataset, text_column, label_column, base_model, train_size) -> dict:
+def review_data(backend: Backend, dataset, text_column, label_column, base_model, train_size) -> dict:
     """Rank the next retrain's training rows by how likely their label is wrong (`finetune.review`)."""
-    if why := backend.refused(profile):
-        return {"review_note": f"⚠️ {views.as_text(why, 600)}"}
     settings = dict(dataset=dataset, text_column=text_column, label_column=label_column, base_model=base_model,
                     train_size=train_size)
     try:
@@ -124,10 +134,8 @@ def pick_suspect(backend: Backend, text) -> dict:
     return {"review_label": dataview.suggested(backend.runs_dir, text) if text else None}
 
 
-def decide(backend: Backend, profile, text, label, action: str) -> dict:
+def decide(backend: Backend, text, label, action: str) -> dict:
     """Keep, relabel or exclude the picked suspect; the list then shows the ones still open."""
-    if why := backend.refused(profile):
-        return {"decide_note": f"⚠️ {views.as_text(why, 600)}"}
     try:
         note = "✅ " + views.as_text(dataview.decide(backend, text, action, label), 600)
     except UserError as exc:
@@ -135,12 +143,33 @@ def decide(backend: Backend, profile, text, label, action: str) -> dict:
     return {"decide_note": note, "waiting": views.waiting_md(backend.runs_dir), **suspects(backend)}
 
 
+def pending(backend: Backend) -> dict:
+    """The corrections waiting for an admin's decision: a table, and the picker (nothing picked)."""
+    n = len(corrections.pending(backend.runs_dir))
+    return {"pending": dataview.pending_table(backend.runs_dir),
+            "pending_pick": gr.Dropdown(choices=dataview.pending_choices(backend.runs_dir), value=None),
+            "corrections_note": f"{n} correction(s) wait for a decision." if n else "No correction waits for a decision."}
+
+
+def pick_all_pending(backend: Backend) -> dict:
+    return {"pending_pick": gr.Dropdown(value=[i for _, i in dataview.pending_choices(backend.runs_dir)])}
+
+
+def decide_corrections(backend: Backend, caller: Caller, ids, decision: str) -> dict:
+    """Accept or reject the picked corrections; the table then shows the ones still waiting."""
+    try:
+        note = "✅ " + views.as_text(dataview.decide_corrections(backend, caller, ids or [], decision), 600)
+    except UserError as exc:
+        return {"corrections_note": f"⚠️ {views.as_text(exc, 600)}"}
+    return {**pending(backend), "corrections_note": note, "waiting": views.waiting_md(backend.runs_dir)}
+
+
 def _note(result: dict, icon: str) -> str:
     return (icon if result["accepted"] else "⚠️ ") + views.as_text(result["message"], 600)
 
 
-def retrain(backend: Backend, profile, names, values) -> dict:
-    return {"action_note": _note(backend.train(dict(zip(names, values)), profile), "✅ ")}
+def retrain(backend: Backend, caller: Caller, names, values) -> dict:
+    return {"action_note": _note(backend.train(dict(zip(names, values)), caller), "✅ ")}
 
 
 def budget_hint(backend: Backend, names, values) -> dict:
@@ -152,23 +181,23 @@ def budget_hint(backend: Backend, names, values) -> dict:
         return {"budget_note": ""}
 
 
-def stop(backend: Backend, profile) -> dict:
-    return {"action_note": _note(backend.stop(profile), "⏹ ")}
+def stop(backend: Backend) -> dict:
+    return {"action_note": _note(backend.stop(), "⏹ ")}
 
 
-def resume(backend: Backend, profile) -> dict:
+def resume(backend: Backend) -> dict:
     """The Train tab's Resume: the newest interrupted or stopped run that can resume."""
-    return {"action_note": _note(backend.resume(None, profile), "⏯ ")}
+    return {"action_note": _note(backend.resume(None), "⏯ ")}
 
 
-def resume_picked(backend: Backend, profile, run_id) -> dict:
+def resume_picked(backend: Backend, run_id) -> dict:
     """The Runs tab's Resume: the run picked in its list of runs that can resume."""
-    note = _note(backend.resume(run_id, profile), "⏯ ") if run_id else "Pick a run to resume first."
+    note = _note(backend.resume(run_id), "⏯ ") if run_id else "Pick a run to resume first."
     return {"serve_note": note, **show_runs(backend)}
 
 
-def push(backend: Backend, profile) -> dict:
-    return {"action_note": _note(backend.push_again(profile), "⏳ ")}
+def push(backend: Backend) -> dict:
+    return {"action_note": _note(backend.push_again(), "⏳ ")}
 
 
 def live(backend: Backend, seen) -> dict:
@@ -215,12 +244,15 @@ def show_run(backend: Backend, run_id) -> dict:
             "run_scores": views.before_after(run.metrics), "card": views.model_card(run)}
 
 
-def serve(backend: Backend, profile, run_id) -> dict:
+def serve(backend: Backend, run_id) -> dict:
     """Pin a run (None: the newest) as the one Classify serves."""
-    note = views.as_text(backend.serve(run_id, profile), 600) if run_id else "Pick a run first."
+    note = views.as_text(backend.serve(run_id), 600) if run_id else "Pick a run first."
     return {"serve_note": note, **show_runs(backend), **serving(backend)}
 
 
-def serve_newest(backend: Backend, profile) -> dict:
-    return {"serve_note": views.as_text(backend.serve(None, profile), 600), **show_runs(backend),
-            **serving(backend)}
+def serve_newest(backend: Backend) -> dict:
+    return {"serve_note": views.as_text(backend.serve(None), 600), **show_runs(backend), **serving(backend)}
+
+
+def waiting(backend: Backend) -> dict:
+    return {"waiting": views.waiting_md(backend.runs_dir)}

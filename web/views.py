@@ -148,7 +148,7 @@ def data_report_md(report: dict | None) -> str:
 
 def push_md(push: dict | None, repo: str = "") -> str:
     if not push:
-        return ("**Hub:** not pushed: no Hub repo set (HUB_MODEL_ID, or the Hub repo setting)" if not repo
+        return ("**Hub:** not pushed: no Hub repo set (HUB_MODEL_ID)" if not repo
                 else f"**Hub:** not pushed to {as_text(repo)} yet")
     state, repo = push.get("state"), as_text(push.get("repo_id", ""))
     if state == "pushed":
@@ -204,11 +204,14 @@ def agreement_cell(judged: dict | None) -> str:
 
 
 def waiting_md(runs_dir: Path) -> str:
-    n = len(corrections.waiting(runs_dir))
+    """How many corrections the next retrain learns from, and how many wait for an admin's review."""
+    items = corrections.load(runs_dir)
+    n, pending = len(corrections.waiting(runs_dir, items)), sum(c.status == corrections.PENDING for c in items)
+    review = f" {pending} more wait for an admin's review (*Review corrections*)." if pending else ""
     if not n:
-        return "No corrections from the chat are waiting."
+        return "No corrections from the chat are waiting." + review
     return (f"📝 **{n}** correction(s) from the chat are waiting: the next retrain learns from them "
-            f"(untick *include corrections* in Settings to leave them out).")
+            f"(untick *include corrections* in Settings to leave them out).{review}")
 
 
 def _round(x):
