@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import default_dataset, default_model, run_worker
+from . import default_dataset, default_model, default_serving_model, run_worker
 
 # training steps (untimed warm-up, timed): the first step or two allocate the optimizer state and compile
 # kernels (seconds, not the rate of an epoch); even --quick times enough steps after them for a rate
@@ -51,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     p.add_argument("--model", default=default_model(),
                    help="model to measure (default: gpt2-random under ~/.cache/offline-models if built, else gpt2)")
+    p.add_argument("--serving-model", metavar="RUN", default=None,
+                   help="model or run folder to serve (default: a fine-tuned run of the stand-in smollm2-135m, "
+                        "trained once and cached: what users serve; else --model)")
     p.add_argument("--dataset", default=default_dataset(), help="tweets to train and classify (default: ../shared's)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--agreement-model", metavar="RUN",
@@ -96,11 +99,14 @@ def main(argv=None) -> int:
     peak = peaks(args.device, quick)
     train, train_levers = training_cases(common, quick, levers, say)
     agreement = ["--agreement-model", args.agreement_model] if args.agreement_model else []
-    serve, serve_levers = serving_cases(common, agreement, quick, levers and args.device == "cpu", say)
+    served = args.serving_model or default_serving_model()
+    serve_common = ["--model", served, "--dataset", args.dataset, "--device", args.device]
+    serve, serve_levers = serving_cases(serve_common, agreement, quick, levers and args.device == "cpu", say)
     lever_results = {**train_levers, **serve_levers}
 
     report = {**figures(train, serve, peak), "targets": TARGETS, "peak_gflops": peak, "training": train,
               "serving": serve, "levers": lever_results, "machine": machine(args.device), "model": args.model,
+              "serving_model": served,
               "quick": quick, "seconds": round(time.monotonic() - started, 1),
               "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])}
     print(table(report))
@@ -199,6 +205,7 @@ def table(r: dict) -> str:
     lines = [f"model {r['model']} on {m['cpu']} ({m['cores_granted']} cores, AMX {'yes' if m['amx'] else 'no'}{speedup}"
              + (f", {m['gpu']}" if m.get("gpu") else "") + f"), torch {m['torch']}, {r['seconds']:.0f}s"
              + (" (quick)" if r["quick"] else ""),
+             f"serving measured on {r.get('serving_model', r['model'])}",
              "matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()), ""]
     rows = [("", "baseline", "ours", "ours/baseline", "target", "% of peak", "peak RSS MB")]
 

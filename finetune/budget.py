@@ -44,9 +44,8 @@ from .events import duration
 # learning rate (measured on smollm2-135m: README "One click")
 BATCH_SIZES = (8, 16, 32, 64)
 MIN_STEPS = 80
-LEARNING_RATES = {8: 5e-4, 16: 7e-4, 32: 5e-4, 64: 3e-4}
-CONTINUED_LR = 1.0
-OVERRUN = 1.05       # a budgeted run stops before it would train past this share of its budget
+LEARNING_RATES = {8: 5e-4, 16: 5e-4, 32: 5e-4, 64: 3e-4}
+CONTINUED_LR = 0.5
 PROBE_BATCH = 16      # the batch size the speed is measured at first, when the recipe is left to the plan
 WARMUP_STEPS = 2      # not timed: the first steps allocate the optimizer state and compile kernels
 TIMED_STEPS = 4       # timed; with length grouping they hold shorter tweets than average (see StepTimer)

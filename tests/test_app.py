@@ -102,7 +102,7 @@ BAD_TEXTS = [("", "empty"), ("   \n\t", "empty"), ("x" * 1_000_000, "limit is 2,
              (42, "expected"), (["a", "b"], "expected"), ({"text": "hi"}, "expected")]
 BAD_SETTINGS = [({"epochs": -1}, "epochs must be > 0"), ({"epochs": "many"}, "not a valid float"),
                 ({"train_size": -5}, "size"), ({"learning_rate": 5}, "learning_rate"),
-                ({"batch_size": 0}, "batch_size"), ({"max_length": 2}, "max_length"),
+                ({"batch_size": -1}, "batch_size"), ({"max_length": 2}, "max_length"),
                 ({"base_model": "/no/such/model"}, "not accepted from the web"),
                 ({"dataset": "/no/such/data"}, "not accepted from the web"),
                 ({"precision": "fp8"}, "precision"),

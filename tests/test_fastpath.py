@@ -74,10 +74,13 @@ def test_training_builds_eager_attention_and_serving_sdpa(trained_run, tiny_mode
 
 def test_serving_precision_is_auto_unless_asked(trained_run, runs_dir, monkeypatch):
     import shutil
+
+    from core.settings import Settings
     shutil.copytree(trained_run, runs_dir / trained_run.name)
-    assert ModelServer(runs_dir).precision == "auto"  # tests/test_onnx_serving.py: what auto serves
-    monkeypatch.setenv("SERVING_PRECISION", "int8")
-    assert ModelServer(runs_dir).get().precision == "int8"
+    assert ModelServer(runs_dir).precision == "auto"  # tests/test_policy.py: what auto serves
+    monkeypatch.setenv("SERVING_PRECISION", "int8")   # read at the entry point (Settings), passed down
+    assert ModelServer(runs_dir).precision == "auto"
+    assert ModelServer(runs_dir, precision=Settings.from_env().serving_precision).get().precision == "int8"
 
 
 def test_amx_detection_reads_cpu_flags(monkeypatch):
@@ -314,6 +317,7 @@ def test_bench_main_runs_each_case_and_divides_ours_by_the_baselines(monkeypatch
 
     def worker(module, args, timeout=0):
         asked.append((module, args[0]))
+        assert args[args.index("--model") + 1] == ("a-fine-tuned-run" if module == "serving" else bench_main.default_model())
         if module == "training":
             return {**train_row, "tweets_per_s": {"ours": 2.0, "plain": 0.5, "recipe": 0.01}[args[0]]}
         return {**serve_row, "latency_ms": 10.0 if args[0] == "ours" else 40.0,
@@ -321,10 +325,12 @@ def test_bench_main_runs_each_case_and_divides_ours_by_the_baselines(monkeypatch
 
     monkeypatch.setattr(bench_main, "run_worker", worker)
     monkeypatch.setattr(bench.peak, "peaks", lambda device, quick: {"fp32": 50.0, "bf16": 100.0})
+    monkeypatch.setattr(bench_main, "default_serving_model", lambda: "a-fine-tuned-run")  # serving: what users serve
     assert bench_main.main(["--quick", "--json", str(tmp_path / "b.json")]) == 0
     assert asked == [("training", "ours"), ("training", "plain"), ("training", "recipe"),
                      ("serving", "ours"), ("serving", "pipeline")]
     report = json.loads((tmp_path / "b.json").read_text())
+    assert report["serving_model"] == "a-fine-tuned-run"
     assert report["machine"]["bf16_speedup"] == 1.0  # conftest's answer: the one precision auto follows
     assert (report["train_speedup_vs_plain"], report["train_speedup_vs_recipe"]) == (4.0, 200.0)
     assert (report["train_peak_fraction"], report["infer_latency_ratio"], report["infer_batch_speedup"]) == \

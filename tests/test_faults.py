@@ -272,10 +272,10 @@ def test_safetensors_beside_a_pickle_loads_the_safetensors(trained_run, tmp_path
 # --- bad settings -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides, says", [
     ({"epochs": -1}, "epochs must be > 0"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"batch_size": -1}, "batch_size must be >= 0"),
     ({"base_model": "./no/such/model"}, "does not exist"),
     ({"base_model": "no-such-user/no-such-model"}, "cannot load"),
-], ids=["negative-epochs", "batch-0", "missing-model-path", "unknown-hub-model"])
+], ids=["negative-epochs", "negative-batch", "missing-model-path", "unknown-hub-model"])
 def test_bad_settings_are_refused_before_any_run_folder_exists(tiny_config, runs_dir, overrides, says):
     with pytest.raises(UserError, match=says):
         train.fine_tune(tiny_config(**overrides))

@@ -119,7 +119,8 @@ class Backend:
                     "error": self.server.error or "the model is loading"}
         test = (Run(Path(model.source)).metrics.get("test") or {}) if model.kind == "fine-tuned" else {}
         return {"loaded": True, "name": model.name, "kind": model.kind, "test_accuracy": test.get("accuracy"),
-                "test_f1_macro": test.get("f1_macro"), "error": "", "reason": getattr(model, "reason", "")}
+                "test_f1_macro": test.get("f1_macro"), "error": "", "reason": getattr(model, "reason", ""),
+                "serving": model.serving()}
 
     def correct(self, caller: Caller, text, model_label, corrected_label, model_name="") -> str:
         """Store a person's correction of a reply (an admin's counts at once; anyone else's waits for an

@@ -51,7 +51,16 @@ def serving_md(info: dict) -> str:
     else:
         quality = "fine-tuned (no test metrics with it)"
     reason = f"  \nℹ️ {as_text(info['reason'], 600)}" if info.get("reason") else ""
-    return f"Serving **{as_text(info['name'])}**: {quality}{reason}"
+    return f"Serving **{as_text(info['name'])}**: {quality}{reason}{formats_md(info.get('serving') or {})}"
+
+
+def formats_md(serving: dict) -> str:
+    """Which format answers one tweet and which a batch, with the figures that chose them (a fine-tuned run)."""
+    if set(serving) < {"one tweet", "batches"} or serving["one tweet"] == serving["batches"] == "few-shot":
+        return ""
+    why = f" ({as_text(serving['source'])} on this machine)" if serving.get("source") else ""
+    return (f"  \n<small>⚙️ one tweet: {as_text(serving['one tweet'], 300)}; batches: "
+            f"{as_text(serving['batches'], 300)}{why}</small>")
 
 
 def progress_html(status: dict) -> str:
