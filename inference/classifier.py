@@ -20,12 +20,13 @@ import torch
 from huggingface_hub import model_info
 
 from core.labels import LABELS
+import core.model
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
-from core.model import (CHARS_PER_TOKEN_CAP, can_pack, check_source, keep_freed_memory, load_classifier,
-                        load_tokenizer, predict_proba, release_freed_memory, set_threads, shared_start_logits,
-                        torch_dtype)
-from core.runs import TRAIN_CONFIG, Run, read_dict
+from core.model import (CHARS_PER_TOKEN_CAP, MAX_LENGTH, can_pack, check_source, keep_freed_memory,
+                        load_classifier, load_tokenizer, predict_proba, release_freed_memory, set_threads,
+                        shared_start_logits, torch_dtype, trained_max_length)
+from core.runs import Run
 
 from . import policy
 from .coalesce import Coalescer
@@ -34,7 +35,6 @@ from .quantize import quantize_int8
 
 log = logging.getLogger(__name__)
 
-MAX_LENGTH = 128          # tokens per tweet; longer ones are truncated
 # tweets per forward pass in a batch call: gpt2-random in bf16 on AMX, 1,000 tweets sorted by tokens, the
 # first call / a second one, two processes each: 32: 243-254 / 311-321 tweets/s, 64: 275-281 / 350-361,
 # 96: 285-294 / 353-372, 128: 289-300 / 357-366; more than 64 buys 2-5% for more memory
@@ -146,7 +146,7 @@ class Classifier(SentimentModel):
 
         model, served = _load_model(load_torch, source, "fp32" if precision == "auto" else precision, revision, threads)
         release_freed_memory()  # what loading converted and dropped (the kept heap is for batches)
-        clf = cls(model, tokenizer, name, source, _trained_max_length(Path(source).expanduser()),
+        clf = cls(model, tokenizer, name, source, trained_max_length(tokenizer),
                   precision="auto" if precision == "auto" else served, threads=threads)
         if precision == "auto":  # the other formats timed in the background, fp32 answering meanwhile
             clf.ready.clear()
@@ -167,7 +167,9 @@ class Classifier(SentimentModel):
             model = load_torch(torch.bfloat16, serving=True)
             prepack(model)
             return proba(model)
-        builders = {"bf16": bf16}
+        # bf16 is built (a second copy of the weights) only where a bf16 matrix product measures faster than
+        # fp32's here: where it does not (most CPUs without AMX), bf16 cannot serve anything faster
+        builders = {"bf16": bf16} if core.model.cpu_bf16_speedup() > 1.0 else {}
         if importlib.util.find_spec("onnxruntime") is not None:
             builders["onnx-int8"] = onnx("onnx-int8")
         return {name: builders[name] for name in policy.CANDIDATES if name in builders}
@@ -265,13 +267,6 @@ def _onnx_or_eager(load_torch, source: str, precision: str, revision: str | None
         log.warning("cannot serve %s through ONNX Runtime (%s: %s); serving it in eager fp32",
                     source, type(exc).__name__, reason)
         return load_torch(serving=True), "fp32"
-
-
-def _trained_max_length(path: Path) -> int:
-    """The max length the run was trained with (its train_config.json), so that serving truncates
-    tweets where training did; MAX_LENGTH for a checkpoint that does not say."""
-    value = read_dict(path / TRAIN_CONFIG).get("max_length")
-    return value if isinstance(value, int) and value > 0 else MAX_LENGTH
 
 
 def _hub_revision(repo_id: str) -> str | None:
