@@ -1,6 +1,7 @@
 """Quality over clicks: what pressing Retrain again and again buys, against one run on the same tweets.
 
     python -m bench.clicks [--base-model M] [--dataset D] [--clicks 3] [--runs-dir DIR] [--one-go] [--json F]
+                           [-- finetune options for every click, e.g. --learning-rate 7e-4]
 
 Click 1 is `python -m finetune` with the defaults (a fresh run); each later click is `--from-run` the last
 (what the app's Retrain does: the run that serves continues on tweets it has not seen). With --one-go, one
@@ -28,8 +29,10 @@ def click(base_model: str, dataset: str, runs_dir: Path, *extra: str) -> dict:
     command = [sys.executable, "-m", "finetune", "--base-model", base_model, "--dataset", dataset,
                "--runs-dir", str(runs_dir), "--hub-model-id", "", *extra]
     start = time.monotonic()
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.monotonic() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     run = latest(runs_dir)
     metrics, config = run.metrics, read_dict(run.path / "train_config.json")
     chain = metrics.get("lineage") or {}
@@ -50,11 +53,12 @@ def main(argv=None) -> None:
     p.add_argument("--runs-dir", type=Path, default=None, help="default: a new temporary folder")
     p.add_argument("--one-go", action="store_true", help="then one run on as many tweets, from the base model")
     p.add_argument("--json", metavar="FILE")
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="clicks-"))
     rows, parent = [], []
     for n in range(1, args.clicks + 1):
-        row = {"click": n, **click(args.base_model, args.dataset, runs_dir, *parent)}
+        row = {"click": n, **click(args.base_model, args.dataset, runs_dir, *extra, *parent)}
         rows.append(row)
         parent = ["--from-run", str(runs_dir / row["run"])]
         print(f"click {n}: accuracy {row['accuracy']:.3f}, {row['tweets_seen']:,} tweets and "
@@ -62,7 +66,7 @@ def main(argv=None) -> None:
               f"batch {row['batch_size']}, lr {row['learning_rate']:g}), command {row['wall_s']:.0f} s", flush=True)
     if args.one_go:
         seen = rows[-1]["tweets_seen"]
-        row = {"click": "one go", **click(args.base_model, args.dataset, runs_dir, "--train-size", str(seen),
+        row = {"click": "one go", **click(args.base_model, args.dataset, runs_dir, *extra, "--train-size", str(seen),
                                           "--time-budget-s", "0")}
         rows.append(row)
         print(f"one go on {seen:,} tweets: accuracy {row['accuracy']:.3f} in {row['train_seconds']:.0f} s of "

@@ -2,8 +2,9 @@
 
 One tweet at a time, one client, loopback: p50 latency of the model alone (inference.Classifier in this
 process), of the JSON API (`POST /api/classify`) and of the chat path (`/classify` through gradio_client),
-the last two against `python app.py` serving the same model: a short run of it (64 tweets: its size
-matters here, not its accuracy) in a fresh runs folder, as `python -m finetune` writes one. Printed
+the last two against `python app.py` serving the same model in a fresh runs folder: --run (a run folder,
+copied there), by default a fine-tuned run of the stand-in (bench.finetuned_run: its gate's checks depend on
+real label margins), else a short run of --model (64 tweets) as `python -m finetune` writes one. Printed
 side by side.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import ROOT, default_dataset, default_model
+from bench import ROOT, default_dataset, default_model, finetuned_run
 from inference import Classifier
 from scripts.load_test import TWEETS, client
 
@@ -45,11 +47,11 @@ def seed_run(model: str, dataset: str, runs_dir: str) -> str:
     return next(str(p) for p in Path(runs_dir).iterdir() if (p / "metrics.json").exists())
 
 
-def start_app(model: str, runs_dir: str) -> tuple[subprocess.Popen, str]:
+def start_app(model: str, runs_dir: str, dataset: str = "") -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RUNS_DIR": runs_dir, "HUB_MODEL_ID": "", "BASE_MODEL": model,
+    env = {**os.environ, "RUNS_DIR": runs_dir, "HUB_MODEL_ID": "", "BASE_MODEL": model, "DATASET": dataset,
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -71,11 +73,17 @@ def main(argv=None) -> dict:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=default_model())
     p.add_argument("--dataset", default=default_dataset())
+    p.add_argument("--run", default=None, help="a run folder to serve (default: bench.finetuned_run, else a short "
+                   "run of --model)")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--json", metavar="FILE")
     args = p.parse_args(argv)
     runs_dir = tempfile.mkdtemp(prefix="bench-http-")
-    model = Classifier.load(seed_run(args.model, args.dataset, runs_dir))
+    run = args.run or finetuned_run()
+    if run:
+        shutil.copytree(run, Path(runs_dir) / Path(run).name, ignore=shutil.ignore_patterns("serving"))
+        args.model = str(Path(runs_dir) / Path(run).name)
+    model = Classifier.load(str(Path(runs_dir) / Path(run).name) if run else seed_run(args.model, args.dataset, runs_dir))
     model.ready.wait()  # as the app serves it once prepared (the exports are then cached for the app)
     alone = p50_ms(model.classify, args.requests)
     del model

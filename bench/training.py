@@ -23,7 +23,7 @@ import tempfile
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 
-from finetune import data, train
+from finetune import budget, data, train
 from finetune.budget import StepTimer
 from finetune.config import TrainConfig
 from core.model import load_classifier, load_tokenizer, resolve_precision, set_threads
@@ -37,15 +37,20 @@ TRAIN_TWEETS = 4000  # about what a 2-minute budget trains on with AMX; every ca
 
 
 def flops_per_token(model) -> float:
-    """6 × the parameters outside embedding tables (a lookup costs no multiply-adds)."""
+    """Multiply-adds × 2 per token, outside embedding tables (a lookup costs none): 6 × a trained parameter
+    (forward, and the gradients of its input and of itself), 2 × a frozen one (forward only: the frozen
+    blocks lie below every trained one, so no gradient flows through them)."""
     embedding = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
-    return 6.0 * sum(p.numel() for p in model.parameters() if id(p) not in embedding)
+    return sum((6.0 if p.requires_grad else 2.0) * p.numel() for p in model.parameters() if id(p) not in embedding)
 
 
 def measure(case: str, model_path: str, dataset: str, device: str, steps: int, warmup: int,
             overrides: dict | None = None) -> dict:
     cfg = TrainConfig.from_dict({"base_model": model_path, "dataset": dataset, "train_size": TRAIN_TWEETS,
                                  "test_size": 10, "validation_share": 0.0, **(overrides or {})}).validate()
+    # batch and learning rate left to the planner (0): the batch it measures first, which leaves a one-click
+    # run on a CPU like this one its MIN_STEPS steps, and that batch's rate
+    cfg = budget.recipe(cfg, budget.PROBE_BATCH * budget.MIN_STEPS)
     cuda = device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible")
