@@ -1,4 +1,4 @@
-"""python -m inference.explain_eval RUN [--limit N] [--tune N] [--latency]
+"""python -m bench.explain_eval RUN [--limit N] [--tune N] [--latency]
 
 Scores the explanations against people: on the validation rows of RUN's own split (never trained
 on), the span that word occlusion picks is compared with the span human annotators marked as
@@ -6,9 +6,9 @@ carrying the sentiment (Kaggle's `selected_text`, joined by `id`), with the comp
 Jaccard, beside two baselines: the whole tweet, and the best Kaggle systems (trained for this task,
 with the sentiment given).
 
-    python -m inference.explain_eval runs/<run-id>                  # the table (README, Explanations)
-    python -m inference.explain_eval runs/<run-id> --tune 500       # pick SPAN_THRESHOLD on training rows
-    python -m inference.explain_eval runs/<run-id> --latency        # one tweet: explain vs classify
+    python -m bench.explain_eval runs/<run-id>                  # the table (README, Explanations)
+    python -m bench.explain_eval runs/<run-id> --tune 500       # pick SPAN_THRESHOLD on training rows
+    python -m bench.explain_eval runs/<run-id> --latency        # one tweet: explain vs classify
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from core.labels import LABELS
 from core.errors import UserError
 from core.runs import Run
 
-from .classifier import Classifier
-from .explain import SPAN_THRESHOLD, jaccard, occlude
+from inference.classifier import Classifier
+from inference.explain import SPAN_THRESHOLD, jaccard, occlude
 
 SELECTED_FILE = "train_selected_text.jsonl"
 KAGGLE_BEST = 0.736  # 1st place, private leaderboard of Kaggle's Tweet Sentiment Extraction (2020)
@@ -110,7 +110,7 @@ def markdown(result: dict) -> str:
 def latency(run_dir: str | Path, repeats: int = 20, text: str = LATENCY_TWEET) -> dict:
     """Median seconds for one tweet: to classify it, and to explain it (each word left out in turn)
     with the rows packed into one forward (ours) and as one padded row each (the reference)."""
-    from .explain import explain
+    from inference.explain import explain
 
     model = Classifier.load(run_dir)
 
@@ -138,7 +138,7 @@ def latency(run_dir: str | Path, repeats: int = 20, text: str = LATENCY_TWEET) -
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m inference.explain_eval", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m bench.explain_eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a run folder (its own validation rows are scored)")
     p.add_argument("--dataset", help="the run's dataset, if its saved path no longer resolves")

@@ -68,6 +68,17 @@ def load_tokenizer(name: str, revision: str | None = None):
     return tokenizer
 
 
+MAX_LENGTH = 128  # tokens per tweet where a checkpoint does not say; longer ones are truncated
+
+
+def trained_max_length(tokenizer) -> int:
+    """The max length the run was trained with (its tokenizer's model_max_length, saved with the weights, so
+    a run served from a folder or the Hub truncates tweets where training did; another checkpoint's is its
+    model's context); MAX_LENGTH where the tokenizer has none (transformers' "no limit" sentinel)."""
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 100_000 else MAX_LENGTH
+
+
 # the same function in fewer kernels: gpt2's gelu_new is the tanh form of GELU written op by op (pow, mul,
 # add, tanh, each a pass over the activations, forward and backward), which torch has as one kernel
 # (RESULTS.md "Training levers, the one-click run and serving on AMX")

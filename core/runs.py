@@ -43,7 +43,7 @@ SERVING_DIR = "serving"   # a complete run's ONNX exports
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last into a checkpoint: its commit record
 RESUMABLE_STATES = ("interrupted", "stopped")
 SERVING_FILE = "serving.json"
-TRAIN_CONFIG = "train_config.json"   # the TrainConfig a run was trained with; serving reads max_length
+TRAIN_CONFIG = "train_config.json"   # the TrainConfig a run was trained with (max_length travels in its tokenizer)
 
 
 class RunState(StrEnum):

@@ -32,11 +32,12 @@ from typing import Callable
 
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 import core.model
 from core.runs import read_dict, write_json
 
+from . import data
 from .config import HALF, TrainConfig
 from .events import duration
 
@@ -248,14 +249,13 @@ def observed(plan: Plan, train_seconds: float, run_id: str, done: float = 1.0) -
 
 
 def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision: str,
-            num_processes: int = 1, parent=None) -> Throughput:
+            trainer_for: Callable[[TrainConfig, DatasetDict, Path], Trainer], num_processes: int = 1) -> Throughput:
     """Train a throwaway copy of the run's model a few steps on the run's own tweets, batch size and
-    precision; time the steps after the warm-up. Tokens per second over the data's mean tokens per tweet
-    gives tweets per second (the timed batches are not of average length). The sample's batches are
-    of one length each, as a run's length-grouped batches nearly are (a run's pool is large enough for
-    its sampler to find tweets of one length; a few batches' worth is not)."""
-    from .train import build_trainer, model_to_train  # train imports this module
-
+    precision (`trainer_for(trial_cfg, tokenized, output_dir)`: the run's own Trainer, `finetune.train`'s);
+    time the steps after the warm-up. Tokens per second over the data's mean tokens per tweet gives tweets
+    per second (the timed batches are not of average length). The sample's batches are of one length each,
+    as a run's length-grouped batches nearly are (a run's pool is large enough for its sampler to find
+    tweets of one length; a few batches' worth is not)."""
     per_step = cfg.batch_size * cfg.grad_accum * num_processes
     sample = list(itertools.islice(itertools.cycle(rows), per_step * (WARMUP_STEPS + TIMED_STEPS)))  # few: again
     trial = dataclasses.replace(cfg, epochs=1.0, early_stopping_patience=0, learning_rate=cfg.learning_rate or 1e-4)
@@ -264,14 +264,14 @@ def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision:
     tokenized["train"] = tokenized["train"].select(by_length)  # in order: batches of one length, longest first
     lengths = tokenizer([t for t, _ in rows[:MEAN_TOKENS_SAMPLE]], truncation=True,
                         max_length=cfg.max_length)["input_ids"]
-    model = model_to_train(trial, tokenizer, parent)
-    timer = StepTimer(model, WARMUP_STEPS, "cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="budget-") as out:
-        trainer = build_trainer(trial, model, tokenizer, tokenized, Path(out), [timer], num_processes, precision)
+        trainer = trainer_for(trial, tokenized, Path(out))
+        timer = StepTimer(trainer.model, WARMUP_STEPS, "cuda" if torch.cuda.is_available() else "cpu")
+        trainer.add_callback(timer)
         trainer.args.train_sampling_strategy = "sequential"
         trainer.train()
     figures = timer.figures(sum(map(len, lengths)) / len(lengths))
-    del trainer, model
+    del trainer
     gc.collect()
     return Throughput(tweets_per_s=figures["tweets_per_s"] * num_processes, warmup_s=figures["warmup_s"],
                       step_s=figures["step_s"], base_model=cfg.base_model,
@@ -280,7 +280,6 @@ def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision:
 
 
 def _tokenize(rows, tokenizer, max_length: int) -> DatasetDict:
-    from . import data
 
     splits = DatasetDict(train=Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]}),
                          validation=Dataset.from_dict({"text": [], "label": []}))

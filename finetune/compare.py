@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.labels import LABELS
-from core.model import load_classifier, load_tokenizer, predict_proba
+from core.model import load_classifier, load_tokenizer, predict_proba, trained_max_length
 from core.runs import Run
 
 from . import baseline, data
@@ -39,7 +39,7 @@ def fine_tuned(run_dir: str | Path, test_rows) -> dict:
     run = Run(Path(run_dir))
     tokenizer = load_tokenizer(str(run.path))
     model = load_classifier(str(run.path), tokenizer).eval()
-    probs = predict_proba(model, tokenizer, [t for t, _ in test_rows], run.config.get("max_length", 128))
+    probs = predict_proba(model, tokenizer, [t for t, _ in test_rows], trained_max_length(tokenizer))
     size = run.data_report.get("sizes", {}).get("train", "?")
     epochs = run.config.get("epochs", "?")
     how = "LoRA" if run.config.get("lora") else "fine-tuned"

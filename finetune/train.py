@@ -314,6 +314,7 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
         cfg = lineage.continued(cfg, parent)
     tokenizer = load_tokenizer(parent.source if parent else cfg.base_model,
                                revision=parent.revision if parent else None)
+    tokenizer.model_max_length = cfg.max_length  # saved with the weights: wherever the run serves, it truncates here
     recent = corrections.since_last_run(cfg.runs_dir)
     precision = resolve_precision(cfg.precision)
     if resumed:
@@ -352,7 +353,10 @@ def _speed(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, s
     if emit and state.is_main_process:
         emit({"event": "budget", "message": f"measuring this machine's training speed at batch {cfg.batch_size} "
               f"on {budget.WARMUP_STEPS + budget.TIMED_STEPS} steps to fill the {cfg.time_budget_s:g}s budget"})
-    speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, state.num_processes, parent)
+    def trainer_for(trial: TrainConfig, tokenized, out: Path) -> Trainer:  # a throwaway copy of the run's model
+        return build_trainer(trial, model_to_train(trial, tokenizer, parent), tokenizer, tokenized, out, [],
+                             state.num_processes, precision)
+    speed = budget.measure(cfg, tokenizer, cleaned.pool, precision, trainer_for, state.num_processes)
     if state.is_main_process:
         budget.record(cfg.runs_dir, speed)
     return speed

@@ -28,7 +28,7 @@ from core.labels import LABELS
 
 from .classifier import SentimentModel, check_text
 
-SPAN_THRESHOLD = 0.0  # chosen for the model's label on 500 training rows (python -m inference.explain_eval RUN --tune 500), README
+SPAN_THRESHOLD = 0.0  # chosen for the model's label on 500 training rows (python -m bench.explain_eval RUN --tune 500), README
 NEUTRAL = "neutral"
 _WORD = re.compile(r"\S+")
 

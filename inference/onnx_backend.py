@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from core.fewshot import builtin_calibration
+from core.model import trained_max_length
 from core.runs import SERVING_DIR
 
 from .quantize import conv1d_to_linear, smooth
@@ -101,7 +102,7 @@ def export_to(path: Path, load_torch, tokenizer, source: str, precision: str) ->
         exported = Path(tmp) / "fp32.onnx"
         model = load_torch()
         if precision in QUANTIZERS:  # outliers moved from the activations into the weights first
-            smooth(conv1d_to_linear(model), tokenizer, builtin_calibration())
+            smooth(conv1d_to_linear(model), tokenizer, builtin_calibration(), trained_max_length(tokenizer))
         export(model, tokenizer, exported)
         del model
         if precision in QUANTIZERS:

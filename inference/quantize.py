@@ -1,6 +1,6 @@
 """Int8 serving's model surgery: gpt2's `Conv1D` as `nn.Linear`, torch's dynamic int8, and SmoothQuant.
 
-    smooth(conv1d_to_linear(model), tokenizer, texts)   # the same function, outliers moved into weights
+    smooth(conv1d_to_linear(model), tokenizer, texts, max_length)   # the same function, outliers moved into weights
 
 Dynamic int8 quantises each activation tensor with one scale, so a few channels with large values
 (transformer activations have them) crush the rest to a handful of levels. SmoothQuant (Xiao et al.,
@@ -61,7 +61,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def smooth(model: torch.nn.Module, tokenizer, texts: list[str], alpha: float = ALPHA, max_length: int = 128) -> int:
+def smooth(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int, alpha: float = ALPHA) -> int:
     """SmoothQuant `model` in place (its gpt2 `Conv1D`s already `nn.Linear`), scales from the inputs'
     channel maxima over `texts`; → the number of linear layers whose inputs were smoothed (0 for an
     architecture it does not know, left as it was)."""

@@ -1,5 +1,5 @@
 """The app's backend: the model that serves (`inference.ModelServer`), the training job
-(`finetune.jobs.TrainingJob`), who may do what (`web.roles.Roles`: the page and the APIs check it before
+(`web.jobs.TrainingJob`), who may do what (`web.roles.Roles`: the page and the APIs check it before
 they call in here; what a visitor may do is limited here) and the web's path rule, for one app process.
 Every method takes plain values and returns plain values or raises a UserError with what to do."""
 from __future__ import annotations
@@ -16,11 +16,11 @@ from core.settings import Settings
 from finetune import corrections, lineage
 from finetune.config import TrainConfig
 from finetune.events import duration
-from finetune.jobs import TrainingJob
 from inference import ModelServer
 from inference.classifier import Prediction, check_text
 from inference.explain import Explanation, explain
 
+from .jobs import TrainingJob
 from .limits import CORRECTION_LIMITS, MAX_TWEET_CHARS, MODEL_WAIT_SECONDS, RELOAD_AFTER_SECONDS, Quota
 from .paths import WebPaths
 from .roles import Caller, Roles

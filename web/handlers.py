@@ -14,9 +14,9 @@ import gradio as gr
 
 from core.errors import UserError, first_line
 from core.runs import Run
-from finetune import corrections, jobs
+from finetune import corrections
 
-from . import dataview, views
+from . import dataview, jobs, views
 from .backend import Backend
 from .batch import classify_file as write_predictions
 from .limits import CHAT_MAX_TURNS, KEEP_UPLOADS

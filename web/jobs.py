@@ -19,8 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
-from . import checkpoints, hub, train
-from .config import TrainConfig
+from finetune import checkpoints, hub, train
+from finetune.config import TrainConfig
 from core.errors import UserError, check_on_hub, first_line, looks_like_path
 from core.model import check_source
 from core.runs import PARTIAL, Run, check_writable, latest, list_runs, mark_interrupted, read_json, resumable

@@ -1,7 +1,7 @@
 """Who may do what: one table (ROLES: every action of the app, its role, what it is and where it is) and
 one decision (`Roles.refusal`). Every page event (app.py `Wiring.on`), every Gradio API endpoint
 (web/api.py `expose`) and every JSON route (`acts_as`) names its action, and an action not in the table
-cannot be wired: tests/test_threats.py checks that each one the app serves has a role, and that the
+cannot be wired: tests/web/test_threats.py checks that each one the app serves has a role, and that the
 README's table is this one.
 
 A visitor may use the demo; an admin (a name in ADMIN_USERS, signed in with Hugging Face) may change
@@ -127,6 +127,6 @@ class Roles:
 
 
 def table_md() -> str:
-    """ROLES as the README's Markdown table (tests/test_threats.py checks that the README has it)."""
+    """ROLES as the README's Markdown table (tests/web/test_threats.py checks that the README has it)."""
     rows = [f"| `{action}` | {role} | {what} | {where} |" for action, (role, what, where) in ROLES.items()]
     return "\n".join(["| action | who | what | where |", "|---|---|---|---|", *rows])

@@ -149,7 +149,7 @@ def test_own_file_preview_and_label_review_in_the_browser(browser, tiny_model, t
     from playwright.sync_api import expect
 
     from finetune import exclusions
-    from tests.test_dataview import latin1_csv
+    from tests.web.test_dataview import latin1_csv
 
     shots = Path(os.environ.get("SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)

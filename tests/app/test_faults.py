@@ -28,7 +28,7 @@ from inference.serving import ModelServer
 from tests.helpers import FakeHub, serve
 from web.limits import MAX_TRAIN_UPLOAD_BYTES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_kill_9_mid_training_leaves_an_interrupted_run_that_latest_ignores(tiny_
     marked = runs.mark_interrupted(runs_dir)  # what the app does at start-up
     assert [r.path for r in marked] == [partial]
     assert run.state == "interrupted" and "ended before" in run.status["message"]
-    assert (partial / "_checkpoints").exists()  # kept: the run can resume (tests/test_resume.py)
+    assert (partial / "_checkpoints").exists()  # kept: the run can resume (tests/finetune/test_resume.py)
     assert runs.latest(runs_dir).path == previous.path
     assert ModelServer(runs_dir).get().source == str(previous.path)
     assert runs.mark_interrupted(runs_dir) == []  # idempotent

@@ -128,12 +128,15 @@ def test_measure_times_the_steps_after_the_warmup(tiny_config, tiny_model, monke
     monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: now[0], time=lambda: 1.8e9))
     cfg = tiny_config(train_size=0)
     cleaned = data.clean(cfg)
-    measured = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool, "fp32")
+    tokenizer = load_tokenizer(str(tiny_model))
+    trainer_for = lambda trial, tokenized, out: train.build_trainer(  # noqa: E731 - what train's _speed passes
+        trial, train.model_to_train(trial, tokenizer), tokenizer, tokenized, out, [], precision="fp32")
+    measured = budget.measure(cfg, tokenizer, cleaned.pool, "fp32", trainer_for)
     assert measured.warmup_s == pytest.approx(budget.WARMUP_STEPS * 0.5)  # not in the rate
     assert measured.step_s == pytest.approx(0.5) and measured.tweets_per_s > 0
     assert (measured.precision, measured.amx) == ("fp32", False) and measured.device.endswith(" threads")
     assert measured.setting.startswith("batch 8x1x1, max_length 32") and measured.source == "measured"
-    few = budget.measure(cfg, load_tokenizer(str(tiny_model)), cleaned.pool[:5], "fp32")  # fewer than 6 steps' worth
+    few = budget.measure(cfg, tokenizer, cleaned.pool[:5], "fp32", trainer_for)  # fewer than 6 steps' worth
     assert few.step_s == pytest.approx(0.5) and few.warmup_s == pytest.approx(1.0)
 
     budget.record(runs_dir, measured)
@@ -169,7 +172,7 @@ def test_train_tab_shows_the_budget_before_and_during_a_run(runs_dir):
 
 
 def test_job_status_carries_the_budget(runs_dir):
-    from finetune.jobs import TrainingJob
+    from web.jobs import TrainingJob
 
     job = TrainingJob(runs_dir)
     job._on_event({"event": "progress", "run_id": "r", "step": 1, "total_steps": 4, "epoch": 0.25,

@@ -183,9 +183,15 @@ def test_a_file_too_small_to_split_says_so_in_words(tmp_path):
 def test_columns_are_guessed_only_where_left_at_the_default(tmp_path):
     path = own_file(tmp_path / "data.csv", "utf-8")
     with pytest.raises(UserError, match=r"no column 'body' \(it has: tweet, sentiment\)"):
-        prepare(TrainConfig(dataset=str(path), text_column="body"))
-    splits, _ = prepare(TrainConfig(dataset=str(path), text_column="tweet"))  # given, and there
-    assert len(splits["train"]) > 0
+        prepare(TrainConfig(dataset=str(path), text_column="body"))  # given and absent: said, not guessed
+    rows = [("body", "tweet", "sentiment")] + [(f"body {i}", f"tweet {i}", ("negative", "neutral", "positive")[i % 3])
+                                              for i in range(60)]
+    both = tmp_path / "both.csv"
+    both.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    every = dict(train_size=0, test_size=0, validation_share=0.0, drop_near_duplicates=False)
+    texts = lambda cfg: sorted(t for split in prepare(cfg)[0].values() for t in split["text"])
+    assert texts(TrainConfig(dataset=str(both), **every)) == sorted(f"tweet {i}" for i in range(60))  # guessed
+    assert texts(TrainConfig(dataset=str(both), text_column="body", **every)) == sorted(f"body {i}" for i in range(60))
 
 
 @pytest.mark.parametrize("values,expected", [

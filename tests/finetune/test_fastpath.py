@@ -77,7 +77,7 @@ def test_serving_precision_is_auto_unless_asked(trained_run, runs_dir, monkeypat
 
     from core.settings import Settings
     shutil.copytree(trained_run, runs_dir / trained_run.name)
-    assert ModelServer(runs_dir).precision == "auto"  # tests/test_policy.py: what auto serves
+    assert ModelServer(runs_dir).precision == "auto"  # tests/inference/test_policy.py: what auto serves
     monkeypatch.setenv("SERVING_PRECISION", "int8")   # read at the entry point (Settings), passed down
     assert ModelServer(runs_dir).precision == "auto"
     assert ModelServer(runs_dir, precision=Settings.from_env().serving_precision).get().precision == "int8"

@@ -52,8 +52,14 @@ def test_push_is_skipped_without_token_or_repo(trained_run, monkeypatch):
     assert push_run(trained_run, "").state == "skipped"
 
 
-def test_scrub():
-    assert scrub("bad token hf_abcdefghijklmnop!", None) == "bad token hf_***!"
+def test_scrub(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert scrub("bad token hf_abcdefghijklmnop!", None) == "bad token hf_***!"  # shaped like a Hub token
+    assert scrub("short hf_abc stays", None) == "short hf_abc stays"            # too short to be one
+    secret = "s3cr3t-not-hub-shaped"                                           # the server's token, any shape
+    assert scrub(f"401 for {secret}; again {secret}", secret) == "401 for ***; again ***"
+    monkeypatch.setenv("HF_TOKEN", secret)                                     # unnamed: the environment's
+    assert secret not in scrub(f"echo {secret}") and scrub("nothing to hide") == "nothing to hide"
 
 
 def test_the_pushed_card_names_no_local_path_and_has_the_metrics(trained_run, tiny_model, tiny_dataset):

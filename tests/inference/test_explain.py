@@ -100,7 +100,7 @@ def test_the_command_line_explains_with_explain(trained_run, capsys):
 
 
 def test_the_eval_table_scores_spans_against_people(trained_run, tiny_dataset, tmp_path, capsys):
-    from inference import explain_eval
+    from bench import explain_eval
 
     # people marked the sentiment words in each tweet (all of it for neutral), as in the Kaggle data
     rows = [json.loads(line) for line in (tiny_dataset / "train.jsonl").read_text().splitlines()]
@@ -158,7 +158,7 @@ def test_packed_variants_give_the_same_probabilities_as_padded_rows(clf, arch, m
 
 
 def test_latency_times_classify_and_both_ways_of_explaining(trained_run, capsys):
-    from inference import explain_eval
+    from bench import explain_eval
 
     assert explain_eval.main([str(trained_run), "--latency", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -146,3 +146,19 @@ def test_a_hub_repo_is_asked_once_per_load(runs_dir, monkeypatch):
                                                         loaded.append(revision) or SimpleNamespace(source=source)))
     find_model(runs_dir, hub_model_id="someone/tweet-sentiment")
     assert asked == ["someone/tweet-sentiment"] and loaded == [info.sha]
+
+
+def test_a_run_serves_with_the_max_length_it_was_trained_with_wherever_it_comes_from(trained_run, tmp_path):
+    """The trained max_length travels in the checkpoint (its tokenizer), not only in train_config.json: a
+    copy with just the weights, config and tokenizer (what a Hub repo holds) truncates where training did."""
+    import json
+
+    assert json.loads((trained_run / "tokenizer_config.json").read_text())["model_max_length"] == 32
+    bare = tmp_path / "from-the-hub"
+    shutil.copytree(trained_run, bare, ignore=shutil.ignore_patterns("train_config.json", "*.jsonl", "serving"))
+    for source in (trained_run, bare):
+        clf = Classifier.load(source, precision="fp32")
+        assert clf.max_length == 32
+        long_tweet = " ".join(["good", "bad"] * 100)
+        prefix = clf.tokenizer.decode(clf.tokenizer(long_tweet)["input_ids"][:32])
+        assert np.allclose(clf.predict_proba([long_tweet]), clf.predict_proba([prefix]), atol=1e-5)

@@ -57,7 +57,7 @@ def test_smoothing_keeps_the_function_and_moves_the_scales(arch, smoothed_per_bl
     model = conv1d_to_linear(request.getfixturevalue(arch))
     before = logits(model, tokenizer)
     weights = {n: p.clone() for n, p in model.named_parameters()}
-    assert smooth(model, tokenizer, TWEETS) == 2 * smoothed_per_block
+    assert smooth(model, tokenizer, TWEETS, 64) == 2 * smoothed_per_block
     torch.testing.assert_close(logits(model, tokenizer), before, atol=1e-4, rtol=1e-4)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, weights[n])}
     norm = "ln_1.weight" if arch == "gpt2" else "input_layernorm.weight"
@@ -79,12 +79,12 @@ def test_smoothing_flattens_an_outlier_channel(gpt2, tokenizer):
         return (x.max() / x.median()).item()
 
     before = spread()
-    smooth(model, tokenizer, TWEETS)
+    smooth(model, tokenizer, TWEETS, 64)
     assert before > 20 and spread() < before / 4
 
 
 def test_an_unknown_architecture_is_left_as_it_is(gpt2, tokenizer):
     """gpt2 still with its Conv1D layers: no block is recognised, nothing changes."""
     weights = {n: p.clone() for n, p in gpt2.named_parameters()}
-    assert smooth(gpt2, tokenizer, TWEETS) == 0
+    assert smooth(gpt2, tokenizer, TWEETS, 64) == 0
     assert all(torch.equal(p, weights[n]) for n, p in gpt2.named_parameters())

@@ -17,7 +17,7 @@ from core.runs import Run
 from finetune.config import TrainConfig
 from inference import NoModel
 from inference.classifier import Prediction
-from test_app import serve
+from tests.helpers import serve
 from web.api import json_api
 from web.limits import MAX_BATCH_ROWS
 

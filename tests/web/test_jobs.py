@@ -1,4 +1,4 @@
-"""finetune.jobs: one background training at a time, stop, status from the run folder, Hub push."""
+"""web.jobs: one background training at a time, stop, status from the run folder, Hub push."""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +9,7 @@ import pytest
 
 from core import runs
 from finetune import data
-from finetune.jobs import TrainingJob
+from web.jobs import TrainingJob
 from tests.helpers import FakeHub
 
 

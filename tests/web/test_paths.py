@@ -1,7 +1,7 @@
 """Paths from the web stay inside: through the Train tab and the /train API, `dataset` and `base_model`
 are a Hub id, an uploaded file, or a path under the app's data or runs folder; anything else is refused
 with one message that does not say whether the path exists. (The command line takes any path:
-tests/test_cli.py trains on the fixtures' temporary folders and reports a missing path as missing.)"""
+tests/finetune/test_cli.py trains on the fixtures' temporary folders and reports a missing path as missing.)"""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import UserError
 from finetune.config import TrainConfig
-from test_app import serve, tiny_defaults, wait_for_end
+from tests.helpers import serve, tiny_defaults, wait_for_end
 from web import handlers
 from web.backend import OWNER
 from web.paths import WebPaths
