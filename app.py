@@ -249,8 +249,9 @@ def runs_tab() -> dict:
         ui["table"] = gr.Dataframe(label="Runs (newest first)", interactive=False, wrap=True,
                                    column_widths=["15%", "13%", "7%", "11%", "5%", "7%", "9%", "7%", "7%", "7%", "7%",
                                                   "5%"])
-        ui["clicks_plot"] = gr.LinePlot(x="click", y="accuracy", color="chain", title="Test accuracy per click",
-                                        height=240, y_lim=[0, 1], x_title="click (each Retrain continues the last)")
+        ui["clicks_plot"] = gr.ScatterPlot(x="tweets", y="accuracy", color="chain", height=240,
+                                           title="Test accuracy per click (each Retrain continues the last)",
+                                           x_title="tweets trained on, all clicks so far", y_title="test accuracy")
         with gr.Row():
             ui["picked"] = gr.Dropdown(label="Pick a finished run", choices=[], scale=3)
             with gr.Column(scale=1, min_width=200):

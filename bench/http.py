@@ -47,13 +47,13 @@ def seed_run(model: str, dataset: str, runs_dir: str) -> str:
     return next(str(p) for p in Path(runs_dir).iterdir() if (p / "metrics.json").exists())
 
 
-def start_app(model: str, runs_dir: str, dataset: str = "") -> tuple[subprocess.Popen, str]:
+def start_app(model: str, runs_dir: str, dataset: str = "", cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "RUNS_DIR": runs_dir, "HUB_MODEL_ID": "", "BASE_MODEL": model, "DATASET": dataset,
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    app = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180

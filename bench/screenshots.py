@@ -2,6 +2,8 @@
 
 The README's pictures, taken as a person uses the page: `python app.py` serving a copy of RUNS_DIR (e.g. the
 runs `python -m bench.clicks` leaves), driven in headless Chromium (Debian's `chromium`, through Playwright).
+The app runs in a scratch folder where the base model and the dataset are links with short names, and the
+copied runs name them so, as they would read on anyone's machine (no path of this one in the pictures).
 Classify: a tweet typed into the chat and its reply; Train: the tab with its settings open; Runs: the table
 and the accuracy-per-click plot.
 """
@@ -52,10 +54,15 @@ def main(argv=None) -> None:
     p.add_argument("--dataset", default=default_dataset())
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     args = p.parse_args(argv)
-    runs = Path(tempfile.mkdtemp(prefix="screenshots-")) / "runs"
-    shutil.copytree(args.runs_dir, runs)
+    scratch = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    model, dataset = Path(args.base_model).expanduser().resolve(), Path(args.dataset).expanduser().resolve()
+    (scratch / model.name).symlink_to(model)
+    (scratch / dataset.name).symlink_to(dataset)
+    shutil.copytree(args.runs_dir, scratch / "runs", ignore=shutil.ignore_patterns("serving", "_checkpoints"))
+    for report in (scratch / "runs").rglob("*.json"):
+        report.write_text(report.read_text().replace(str(model), model.name).replace(str(dataset), dataset.name))
     args.out.mkdir(parents=True, exist_ok=True)
-    app, url = start_app(args.base_model, str(runs), dataset=args.dataset)
+    app, url = start_app(model.name, "runs", dataset=dataset.name, cwd=scratch)
     try:
         shoot(url, args.out)
     finally:

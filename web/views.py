@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import gradio as gr
 import pandas as pd
 import yaml
 from huggingface_hub import ModelCard
@@ -188,19 +189,23 @@ def runs_table(runs_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def clicks(runs_dir: Path) -> pd.DataFrame:
+def clicks(runs_dir: Path) -> gr.ScatterPlot:
     """Test accuracy per click of each chain of runs (finetune.lineage), for the Runs tab's plot: click, the
-    chain's training minutes so far, accuracy, and the chain (named by its first run)."""
+    chain's tweets and training minutes so far, accuracy, and the chain (named by its first run); the
+    accuracy axis spans the runs' own range, so that a point's gain shows."""
     runs = {r.id: r for r in list_runs(runs_dir) if r.is_complete and r.metrics.get("lineage")}
     rows = []
     for run in runs.values():
         first, lineage = run, run.metrics["lineage"]
         while (parent := runs.get(first.metrics["lineage"].get("parent") or "")) is not None:
             first = parent
-        rows.append({"click": lineage["clicks"], "minutes": round(lineage.get("train_seconds", 0) / 60, 1),
+        rows.append({"click": lineage["clicks"], "tweets": lineage.get("tweets_seen", 0),
+                     "minutes": round(lineage.get("train_seconds", 0) / 60, 1),
                      "accuracy": run.metrics["test"]["accuracy"], "chain": f"from {first.id}"})
-    return pd.DataFrame(sorted(rows, key=lambda r: (r["chain"], r["click"])),
-                        columns=["click", "minutes", "accuracy", "chain"])
+    frame = pd.DataFrame(sorted(rows, key=lambda r: (r["chain"], r["click"])),
+                         columns=["click", "tweets", "minutes", "accuracy", "chain"])
+    low, high = (frame["accuracy"].min(), frame["accuracy"].max()) if rows else (0.0, 1.0)
+    return gr.ScatterPlot(frame, y_lim=[max(0.0, low - 0.02), min(1.0, high + 0.02)])
 
 
 def finished_runs(runs_dir: Path) -> list[str]:

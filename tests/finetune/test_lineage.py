@@ -52,6 +52,13 @@ def test_a_continued_run_trains_on_tweets_its_parent_did_not_see_and_its_lineage
     third, seen_third = train_and_keep(tiny_config(train_size=60, from_run=second.run_id))
     assert not seen_third & (seen_first | seen_second)
     assert Run(third.run_dir).metrics["lineage"]["clicks"] == 3
+    # the Runs tab's plot: one chain, named by its first run, a point per click at the tweets seen so far
+    from web import views
+    plot = views.clicks(third.run_dir.parent)
+    assert [row[:2] for row in plot.value["data"]] == [[1, 60], [2, 120], [3, 180]]
+    assert {row[-1] for row in plot.value["data"]} == {f"from {first.run_id}"}
+    accuracies = [row[3] for row in plot.value["data"]]
+    assert plot.y_lim[0] <= min(accuracies) <= max(accuracies) <= plot.y_lim[1]
 
 
 def test_a_worse_run_does_not_take_over(tiny_config):
