@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from core.model import load_classifier, load_tokenizer, predict_proba
+from core.model import load_classifier, load_tokenizer, predict_proba, trained_max_length
 from core.runs import serving
 
 from .config import TrainConfig
@@ -51,17 +51,17 @@ def incumbent(cfg: TrainConfig, metrics: dict, test_rows, parent) -> tuple[str, 
     """(what serves now, its accuracy on `test_rows`; None when nothing can be compared)."""
     run = serving(cfg.runs_dir)
     if run is not None and run.id != metrics.get("run_id"):
-        return f"run {run.id}", _accuracy(str(run.path), run.metrics, run.config, metrics, test_rows)
+        return f"run {run.id}", _accuracy(str(run.path), run.metrics, metrics, test_rows)
     if parent is not None:  # a chain continued from the Hub after a restart: no run of its own here yet
-        return parent.name, _accuracy(parent.source, parent.metrics, parent.config, metrics, test_rows, parent.revision)
+        return parent.name, _accuracy(parent.source, parent.metrics, metrics, test_rows, parent.revision)
     return "the base model: no fine-tuned run serves yet", None
 
 
-def _accuracy(source: str, their: dict, config: dict, ours: dict, test_rows, revision: str | None = None) -> float:
+def _accuracy(source: str, their: dict, ours: dict, test_rows, revision: str | None = None) -> float:
     """Their accuracy on our test rows: recorded, when they were tested on the same ones; else measured."""
     if their.get("test_rows") == ours.get("test_rows") and (their.get("test") or {}).get("accuracy") is not None:
         return their["test"]["accuracy"]
     tokenizer = load_tokenizer(source, revision=revision)
     model = load_classifier(source, tokenizer, revision=revision, serving=True)
-    probs = predict_proba(model, tokenizer, [t for t, _ in test_rows], int(config.get("max_length") or 128))
+    probs = predict_proba(model, tokenizer, [t for t, _ in test_rows], trained_max_length(tokenizer))
     return float(np.mean(probs.argmax(axis=1) == np.array([l for _, l in test_rows])))

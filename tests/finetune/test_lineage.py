@@ -71,3 +71,21 @@ def test_a_worse_run_does_not_take_over(tiny_config):
     assert not verdict["promoted"] and verdict["against"] == f"run {good.run_id}"
     assert "does not serve" in verdict["message"]
     assert serving(tiny_config().runs_dir).id == good.run_id
+
+
+def test_a_serving_run_tested_on_other_tweets_is_tested_again_on_the_new_runs(tiny_config, monkeypatch):
+    """Different test tweets (another test size, another dataset): the serving run's recorded accuracy does not
+    compare, so it is measured on the new run's test rows, with the max_length it was trained with."""
+    from conftest import make_tweets
+    from finetune import promotion
+
+    good = train.fine_tune(tiny_config(train_size=120, epochs=2))
+    rows = [(t["text"], t["label"]) for t in make_tweets(40, seed=5)]
+    lengths, measure = [], promotion.predict_proba
+    monkeypatch.setattr(promotion, "predict_proba", lambda model, tok, texts, length: lengths.append(length)
+                        or measure(model, tok, texts, length))
+    verdict = promotion.judge(tiny_config(), {"test": {"accuracy": 0.0}, "test_rows": promotion.fingerprint(rows)},
+                              rows)
+    assert verdict["against"] == f"run {good.run_id}" and not verdict["promoted"]
+    assert verdict["their_accuracy"] >= 0.6  # measured now: the tiny model learned these words
+    assert lengths == [tiny_config().max_length]  # once, truncating where the run was trained to
