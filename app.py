@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging
 
 from core.errors import UserError
 from core.labels import LABELS
+from core.model import grant_cores
 from core.settings import Settings
 from finetune import corrections
 from finetune.config import TrainConfig, field_type, parse_size
@@ -398,6 +399,7 @@ def create_app(defaults: TrainConfig | None = None, admin_users: list[str] | Non
     """The FastAPI app (GET /health, the JSON API under /api, docs at /docs, the Gradio app at /), its
     Blocks and its Backend. Settings default to the environment (core.settings)."""
     settings = settings or Settings.from_env()
+    grant_cores(settings.cpu_cores)
     defaults = defaults or TrainConfig.from_dict(settings.train_overrides())
     if admin_users is None:
         admin_users = sorted(settings.admins)

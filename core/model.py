@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from .labels import LABELS
-from .settings import Settings
 from .errors import UserError, first_line, is_offline_error, looks_like_path, offline_hint
 
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
@@ -231,9 +230,17 @@ def _shared_start(a: list[int], b: list[int]) -> int:
     return k
 
 
+GRANTED = {"cpu_cores": ""}  # CPU_CORES as an entry point read it (`grant_cores`); the environment is not read here
+
+
+def grant_cores(cpu_cores: str) -> None:
+    """At an entry point: the cores this container is granted (Settings.cpu_cores: CPU_CORES, set on Spaces)."""
+    GRANTED["cpu_cores"] = cpu_cores
+
+
 def granted_cores() -> int:
-    """The cores this process may use: CPU_CORES (set on Spaces), else the affinity mask."""
-    value = Settings.from_env().cpu_cores
+    """The cores this process may use: those granted at the entry point (`grant_cores`), else the affinity mask."""
+    value = GRANTED["cpu_cores"]
     if value:
         try:
             return max(1, int(float(value)))

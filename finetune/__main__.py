@@ -12,6 +12,7 @@ import threading
 
 from core.errors import UserError
 from core.runs import Run
+from core.model import grant_cores
 from core.settings import Settings, quiet_libraries
 
 from transformers.utils import logging as hf_logging
@@ -82,6 +83,8 @@ def train_or_resume(cfg: TrainConfig, args: argparse.Namespace, listener, stop) 
 def main(argv=None) -> int:
     quiet_libraries()
     hf_logging.disable_progress_bar()
+    settings = Settings.from_env()  # the environment, read here once
+    grant_cores(settings.cpu_cores)
     stop = threading.Event()
     try:
         cfg, args = parse_args(argv)
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     if result.state != "done" or result.run_dir is None:
         print(f"run {result.run_id} {result.state}: {result.message}")
         return 1
-    if not Settings.from_env().is_main_process:
+    if not settings.is_main_process:
         return 0
     return report(cfg, result)
 

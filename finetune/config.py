@@ -18,7 +18,6 @@ from types import MappingProxyType
 from transformers import HfArgumentParser
 
 from core.errors import UserError
-from core.settings import Settings
 
 
 DEFAULT_BASE_MODEL = "gpt2"
@@ -221,14 +220,6 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
         return cls(**{k: _coerce(names[k], v) for k, v in values.items() if v is not None})
-
-    @classmethod
-    def from_env(cls, **overrides) -> "TrainConfig":
-        """Defaults, then the app's environment variables (BASE_MODEL, DATASET, RUNS_DIR, HUB_MODEL_ID,
-        THREADS)."""
-        values = Settings.from_env().train_overrides()
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values)
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

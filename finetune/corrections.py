@@ -38,7 +38,6 @@ from core import settings
 from core.errors import UserError
 from core.labels import LABELS, label_id
 from core.runs import latest, list_runs
-from core.settings import Settings
 
 from .data import fold
 from .hub import PushResult, client, explain_failure, scrub
@@ -279,10 +278,6 @@ def card_section(result: dict, learned: int) -> str:
 
 
 # --- the Hub copy ---------------------------------------------------------------------------------
-def _repo(repo_id: str | None) -> str:
-    return repo_id if repo_id is not None else Settings.from_env().hub_dataset_id
-
-
 def _skip(repo_id: str, body: bytes, api, token: str) -> PushResult | None:
     """Why there is nothing to push (no repo, no corrections, no token), or None."""
     if not repo_id:
@@ -306,10 +301,10 @@ def _upload(api, repo_id: str, body: bytes, token: str) -> PushResult:
         return PushResult("failed", repo_id, message=scrub(explain_failure(exc, repo_id), token))
 
 
-def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bool = True) -> PushResult:
-    """Upload the corrections file to the Hub dataset `repo_id` (default: $HUB_DATASET_ID), private by
+def push(runs_dir: str | Path, repo_id: str = "", api=None, private: bool = True) -> PushResult:
+    """Upload the corrections file to the Hub dataset `repo_id` (the app's HUB_DATASET_ID), private by
     default (it holds people's tweets). Never raises: the result says pushed, skipped or failed."""
-    repo_id, token = _repo(repo_id), settings.token()
+    token = settings.token()
     body = _read(runs_dir)
     skipped = _skip(repo_id, body, api, token)
     if skipped:
@@ -322,10 +317,10 @@ def push(runs_dir: str | Path, repo_id: str | None = None, api=None, private: bo
     return _upload(api, repo_id, body, token)
 
 
-def pull(runs_dir: str | Path, repo_id: str | None = None, api=None) -> PushResult:
-    """At start-up: fetch the corrections file from the Hub dataset when the local one is missing (a
-    fresh Space). Never raises and never overwrites a local file."""
-    repo_id, token = _repo(repo_id), settings.token()
+def pull(runs_dir: str | Path, repo_id: str = "", api=None) -> PushResult:
+    """At start-up: fetch the corrections file from the Hub dataset `repo_id` when the local one is missing
+    (a fresh Space). Never raises and never overwrites a local file."""
+    token = settings.token()
     local = path(runs_dir)
     if not repo_id:
         return PushResult("skipped", message=f"no Hub dataset set ({HUB_DATASET_ENV})")
@@ -384,7 +379,7 @@ class PushSoon:
     changed. Nothing happens without a Hub dataset (HUB_DATASET_ID) or a token; a failed start is
     explained in `results` and tried again at the next call."""
 
-    def __init__(self, runs_dir: str | Path, delay: float = PUSH_DELAY_S, api=None, repo_id: str | None = None):
+    def __init__(self, runs_dir: str | Path, delay: float = PUSH_DELAY_S, api=None, repo_id: str = ""):
         self.runs_dir, self.delay, self.api, self.repo_id = runs_dir, delay, api, repo_id
         self.results: list[PushResult] = []
         self.scheduler: CorrectionsScheduler | None = None
@@ -398,7 +393,7 @@ class PushSoon:
         threading.Thread(target=self._start, name="corrections-push", daemon=True).start()
 
     def _start(self) -> None:
-        repo_id, token = _repo(self.repo_id), settings.token()
+        repo_id, token = self.repo_id, settings.token()
         try:
             skipped = _skip(repo_id, b"\n", self.api, token)
             if skipped:

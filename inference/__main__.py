@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from core.model import grant_cores
 from core.settings import Settings, quiet_libraries
 
 from .policy import PRECISIONS
@@ -33,6 +34,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     quiet_libraries()
+    grant_cores(Settings.from_env().cpu_cores)
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
 

@@ -4,6 +4,7 @@ core is the floor; finetune (training) and inference (serving) stand on it and n
 above scripts, whose load test it drives. No module imports, directly or
 through others, a module that imports it back."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,17 @@ def test_the_walk_sees_the_arrows_it_checks():
     """The walk itself: known arrows are found, relative and absolute."""
     assert "finetune.budget" in GRAPH["finetune.train"] and "core.model" in GRAPH["finetune.train"]
     assert "inference.policy" in GRAPH["inference.classifier"] and "web.backend" in GRAPH["app"]
+
+
+ENTRY_POINTS = {"app", "core.settings"}  # and every package's __main__, bench and scripts (command lines)
+
+
+def test_the_environment_is_read_at_the_entry_points_only():
+    """Below app.py and the command lines, settings arrive as values (core.settings.Settings, read once at the
+    entry point); only core.settings touches os.environ (its `token()` reads HF_TOKEN where it is used, so that
+    the secret is never handed around)."""
+    readers = re.compile(r"os\.environ|os\.getenv|getenv\(|Settings\.from_env\(")
+    below = sorted(name for name, path in modules().items()
+                   if name not in ENTRY_POINTS and not name.endswith("__main__")
+                   and name.split(".")[0] not in ("bench", "scripts") and readers.search(path.read_text()))
+    assert not below, f"read the environment below the entry points: {below}"

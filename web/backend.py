@@ -47,7 +47,7 @@ class Backend:
     def __init__(self, defaults: TrainConfig, admin_users=(), hub_api=None, settings: Settings | None = None,
                  upload_dir: str | Path = ""):
         self.defaults = defaults
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or Settings()  # the entry point (app.create_app) reads the environment
         self.runs_dir = Path(defaults.runs_dir)
         self.data_dir = Path(self.settings.data_dir or self.runs_dir / "_data")
         self.paths = WebPaths(self.data_dir, self.runs_dir, upload_dir)
@@ -57,8 +57,9 @@ class Backend:
         self._visitor_started: float | None = None  # when a visitor last started a run (time.monotonic)
         self._starting = threading.Lock()
         # a fresh Space gets people's corrections back from the Hub dataset (HUB_DATASET_ID), if set
-        threading.Thread(target=corrections.pull, args=(self.runs_dir,), name="corrections-pull", daemon=True).start()
-        self.push_corrections = corrections.PushSoon(self.runs_dir)
+        threading.Thread(target=corrections.pull, args=(self.runs_dir, self.settings.hub_dataset_id),
+                         name="corrections-pull", daemon=True).start()
+        self.push_corrections = corrections.PushSoon(self.runs_dir, repo_id=self.settings.hub_dataset_id)
         self.server = ModelServer(self.runs_dir, defaults.hub_model_id, defaults.base_model,
                                   precision=self.settings.serving_precision, wait_s=MODEL_WAIT_SECONDS,
                                   retry_s=RELOAD_AFTER_SECONDS)

@@ -35,7 +35,12 @@ def test_bad_model_sources(tmp_path, tiny_model):
 
 
 def test_threads_follow_granted_cores(monkeypatch):
+    from core.model import GRANTED, grant_cores
+    from core.settings import Settings
+
+    monkeypatch.setitem(GRANTED, "cpu_cores", "")
     monkeypatch.setenv("CPU_CORES", "1")
+    grant_cores(Settings.from_env().cpu_cores)  # what an entry point does
     assert granted_cores() == 1
     before = torch.get_num_threads()
     try:

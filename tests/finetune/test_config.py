@@ -58,8 +58,11 @@ def test_every_field_is_an_option_with_help_and_default():
         parser.parse(["--epochz", "2"])
 
 
-def test_from_env_reads_the_app_variables(monkeypatch):
+def test_the_app_variables_become_the_configs_defaults(monkeypatch):
+    """Read once at the entry point (core.settings), handed to TrainConfig as values."""
+    from core.settings import Settings
+
     monkeypatch.setenv("BASE_MODEL", "/models/x")
     monkeypatch.setenv("RUNS_DIR", "/tmp/r")
-    cfg = TrainConfig.from_env(epochs=1)
+    cfg = TrainConfig.from_dict({**Settings.from_env().train_overrides(), "epochs": 1})
     assert cfg.base_model == "/models/x" and cfg.runs_dir == "/tmp/r" and cfg.epochs == 1

@@ -134,28 +134,26 @@ def test_a_retrain_learns_corrections_but_never_validates_or_tests_on_them(tiny_
     assert json.loads((off.run_dir / "data_report.json").read_text())["corrections_added"] == 0
 
 
-def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
-    hub, space = FakeHub(), tmp_path / "space"
+def test_push_then_pull_restores_the_corrections_on_a_fresh_machine(tmp_path):
+    hub, space, repo = FakeHub(), tmp_path / "space", "me/tweet-corrections"
     made = [corrections.add(space, f"tweet {i}", "positive", "negative") for i in range(3)]
-    pushed = corrections.push(space, api=hub)
+    pushed = corrections.push(space, repo, api=hub)
     assert pushed.state == "pushed" and pushed.repo_id == "me/tweet-corrections"
     assert hub.calls[0] == ("create_repo", "me/tweet-corrections",
                             {"repo_type": "dataset", "private": True, "exist_ok": True})
 
     restarted = tmp_path / "restarted"  # a Space restart: the runs folder is empty
-    assert corrections.pull(restarted, api=hub).state == "pulled"
+    assert corrections.pull(restarted, repo, api=hub).state == "pulled"
     assert corrections.load(restarted) == made
 
     corrections.add(restarted, "made after the pull", "neutral", "positive")
-    assert corrections.pull(restarted, api=hub).state == "skipped"  # a local file is never overwritten
+    assert corrections.pull(restarted, repo, api=hub).state == "skipped"  # a local file is never overwritten
     assert len(corrections.load(restarted)) == 4
 
 
-def test_a_burst_of_corrections_goes_to_the_hub_in_one_push_and_none_is_left_behind(tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
+def test_a_burst_of_corrections_goes_to_the_hub_in_one_push_and_none_is_left_behind(tmp_path):
     hub = FakeHub()
-    soon = corrections.PushSoon(tmp_path, delay=0.3, api=hub)
+    soon = corrections.PushSoon(tmp_path, delay=0.3, api=hub, repo_id="me/tweet-corrections")
     try:
         for i in range(5):  # five clicks in a row: one scheduler, one upload carrying all five
             corrections.add(tmp_path, f"tweet {i}", "positive", "negative")
@@ -182,9 +180,8 @@ def test_a_burst_of_corrections_goes_to_the_hub_in_one_push_and_none_is_left_beh
         soon.stop()
 
 
-def test_a_failing_hub_is_explained_not_raised(tmp_path, monkeypatch):
-    monkeypatch.setenv("HUB_DATASET_ID", "me/tweet-corrections")
-    soon = corrections.PushSoon(tmp_path, delay=0.3, api=FakeHub(fail="Hub down"))
+def test_a_failing_hub_is_explained_not_raised(tmp_path):
+    soon = corrections.PushSoon(tmp_path, delay=0.3, api=FakeHub(fail="Hub down"), repo_id="me/tweet-corrections")
     corrections.add(tmp_path, "a tweet", "positive", "negative")
     soon()
     deadline = time.monotonic() + 10
@@ -192,7 +189,7 @@ def test_a_failing_hub_is_explained_not_raised(tmp_path, monkeypatch):
         time.sleep(0.05)
     assert soon.results[0].state == "failed" and "ConnectionError" in soon.results[0].message
     assert soon.scheduler is None  # the next correction tries again
-    monkeypatch.delenv("HUB_DATASET_ID")
+    soon.repo_id = ""  # an app without HUB_DATASET_ID
     soon()
     while len(soon.results) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -200,7 +197,6 @@ def test_a_failing_hub_is_explained_not_raised(tmp_path, monkeypatch):
 
 
 def test_push_and_pull_report_instead_of_raising(tmp_path, monkeypatch):
-    monkeypatch.delenv("HUB_DATASET_ID", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     corrections.add(tmp_path, "a tweet", "positive", "negative")
     assert "HUB_DATASET_ID" in corrections.push(tmp_path).message

@@ -122,9 +122,9 @@ def test_precision_on_gpus(monkeypatch):
 
 
 def test_granted_cores_fall_back_to_affinity(monkeypatch):
-    monkeypatch.setenv("CPU_CORES", "not a number")
+    monkeypatch.setitem(core.model.GRANTED, "cpu_cores", "not a number")
     assert granted_cores() == len(__import__("os").sched_getaffinity(0))
-    monkeypatch.setenv("CPU_CORES", "2.0")
+    monkeypatch.setitem(core.model.GRANTED, "cpu_cores", "2.0")
     assert granted_cores() == 2
 
 
