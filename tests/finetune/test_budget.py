@@ -172,12 +172,18 @@ def test_train_tab_shows_the_budget_before_and_during_a_run(runs_dir):
 
 
 def test_job_status_carries_the_budget(runs_dir):
-    from web.jobs import TrainingJob
+    """/status while a run trains: its budget and the time spent of it, as the Train tab shows them."""
+    from web.jobs import JobState, TrainingJob
+    from web.views import progress_html
 
     job = TrainingJob(runs_dir)
+    job._state = JobState.RUNNING  # as while its thread trains (not started here)
     job._on_event({"event": "progress", "run_id": "r", "step": 1, "total_steps": 4, "epoch": 0.25,
                    "eta_s": 30.0, "elapsed_s": 10.0, "budget_s": 40.0})
-    assert job._progress["budget_s"] == 40.0 and json.dumps(job._progress)
+    status = json.loads(json.dumps(job.status()))  # JSON all the way
+    assert (status["state"], status["run_id"], status["step"], status["total_steps"]) == ("running", "r", 1, 4)
+    assert (status["budget_s"], status["elapsed_s"], status["eta_s"]) == (40.0, 10.0, 30.0)
+    assert "10s of 40s budget" in progress_html(status)  # the job line of the Train tab
 
 
 def test_sweep_sizes_its_trials_once_from_the_budget(tiny_config, monkeypatch):
