@@ -24,7 +24,7 @@ from . import OFFLINE_MODELS, default_dataset
 def measure(model: str, dataset: str, k: int, n: int) -> dict:
     cfg = TrainConfig(dataset=dataset, train_size=2000, test_size=n, validation_share=0.0)
     splits, _ = data.prepare(cfg)
-    clf = FewShotClassifier.load(model, pick_examples(list(zip(splits["train"]["text"], splits["train"]["label"])), k))
+    clf = FewShotClassifier.load(model, pick_examples(data.split_rows(splits["train"]), k))
     tweets = list(splits["test"]["text"])
     clf.predict_proba(tweets[:8]), clf.predict_proba(tweets[:8], pack=False)  # warm-up
     started = time.perf_counter()

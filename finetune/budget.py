@@ -1,8 +1,7 @@
 """A time budget instead of a fixed size: how many tweets fit in `time_budget_s` of training here.
 
-    speed = measure(cfg, tokenizer, cleaned.pool, precision)   # a few real steps, warm-up not timed
-    plan = make_plan(cfg, speed, cleaned.max_train(cfg))
-    cfg = dataclasses.replace(cfg, train_size=plan.train_size)  # saved in train_config.json
+    cfg, planned = plan(cfg, speed_of, cleaned.max_train(cfg))  # speed_of(cfg): kept (`last`), else `measure`d
+    # cfg now has the recipe (batch size, learning rate) and the train size, saved in train_config.json
 
 The budget applies when `train_size` is 0 and `time_budget_s` above 0 (`applies`); an explicit
 `train_size` wins. The plan's train size is written into the run's train_config.json, so a run
@@ -280,7 +279,6 @@ def measure(cfg: TrainConfig, tokenizer, rows: list[tuple[str, int]], precision:
 
 
 def _tokenize(rows, tokenizer, max_length: int) -> DatasetDict:
-
     splits = DatasetDict(train=Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]}),
                          validation=Dataset.from_dict({"text": [], "label": []}))
     return data.tokenize(splits, tokenizer, max_length)

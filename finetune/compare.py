@@ -54,8 +54,7 @@ def compare(cfg: TrainConfig, ks: list[int], runs: list[str], on_row=None) -> li
             raise UserError(f"{run} is not a complete run folder: pass finished runs to --runs")
     cleaned = data.clean(cfg)
     splits, _ = data.split(cfg, cleaned)
-    train_rows = list(zip(splits["train"]["text"], splits["train"]["label"]))
-    test_rows = list(zip(splits["test"]["text"], splits["test"]["label"]))
+    train_rows, test_rows = data.split_rows(splits["train"]), data.split_rows(splits["test"])
     jobs = [lambda: majority(train_rows, test_rows)]
     jobs += [lambda k=k: baseline.evaluate(cfg.base_model, cleaned.prompt_rows(), test_rows, k, cfg.seed,
                                            cache_dir=Path(cfg.runs_dir) / "_cache") for k in ks]

@@ -284,6 +284,11 @@ def _to_dataset(rows) -> Dataset:
     return Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]})
 
 
+def split_rows(split: Dataset) -> list[tuple[str, int]]:
+    """A split's (text, label) pairs: `_to_dataset` the other way."""
+    return list(zip(split["text"], split["label"]))
+
+
 def clean_train(train_rows: list, test_rows: list, report: DataReport, near: bool = True) -> list[tuple[str, int]]:
     """The train rows a run may use: none also in the test split (all of it, not only our subset), no
     duplicates (so that validation, carved from what is left, shares no text with train either); with

@@ -2,7 +2,8 @@
 
     parent = find_parent(cfg.from_run, cfg.runs_dir)    # a run folder, a run id, or a Hub repo of a run
     cfg = continued(cfg, parent)                        # the next tweets of the pool, the same validation
-    metrics["lineage"] = record(cfg, parent, report, train_seconds)
+    begun = start(cfg, parent, report, started)         # logged as the run begins
+    metrics["lineage"] = finish(begun, train_seconds)   # with the chain's training seconds in total
 
 The chain draws its training tweets from the shuffled pool in order: `train_offset` counts the tweets
 drawn so far, so a continued run trains on `pool[offset:offset + n]` (wrapping round to a new pass once

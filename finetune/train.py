@@ -326,7 +326,8 @@ def prepare(cfg: TrainConfig, state: PartialState, extra_train=None, prepared_da
 
 
 def fill_budget(cfg: TrainConfig, tokenizer, cleaned: data.Cleaned, precision: str, state: PartialState,
-                emit: Listener | None = None, parent: lineage.Parent | None = None) -> tuple[TrainConfig, budget.Plan | None]:
+                emit: Listener | None = None,
+                parent: lineage.Parent | None = None) -> tuple[TrainConfig, budget.Plan | None]:
     """(cfg with its recipe and the train size that fills cfg.time_budget_s, the plan), or (cfg with its
     recipe, None) when the budget does not apply. The batch size left to the plan (0) is chosen from the
     speed at PROBE_BATCH (`budget.choose_batch`), then that batch's own speed sizes the run. A speed is
@@ -484,7 +485,7 @@ def fine_tune(cfg: TrainConfig, on_event: Listener | None = None, stop: threadin
             log({"event": "test", "message": f"test accuracy {metrics['test']['accuracy']:.3f}, "
                                               f"macro-F1 {metrics['test']['f1_macro']:.3f}"})
             measure_baseline(cfg, prep, metrics, log, stop)
-            metrics["promotion"] = promotion.judge(cfg, metrics, rows(prep.splits["test"]), prep.parent)
+            metrics["promotion"] = promotion.judge(cfg, metrics, data.split_rows(prep.splits["test"]), prep.parent)
             log({"event": "promotion", "message": metrics["promotion"]["message"],
                  "promoted": metrics["promotion"]["promoted"]})
             save(cfg, trained.trainer, log, metrics, prep.report, history)
@@ -527,11 +528,6 @@ def resumable_run(run_dir: str | Path) -> Run:
     return run
 
 
-def rows(split: Dataset) -> list[tuple[str, int]]:
-    """A split's (text, label) pairs."""
-    return list(zip(split["text"], split["label"]))
-
-
 def _stopped(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
@@ -567,7 +563,7 @@ def evaluate_test(cfg: TrainConfig, prep: Prepared, trained: Trained, run_id: st
         "best_checkpoint_step": _best_step(trainer),
         "stopped_early": trained.stopped_early,
         "precision": prep.precision,
-        "test_rows": promotion.fingerprint(rows(prep.splits["test"])),
+        "test_rows": promotion.fingerprint(data.split_rows(prep.splits["test"])),
     }
     if prep.plan is not None:
         metrics["budget"] = prep.plan.to_dict()
@@ -615,8 +611,8 @@ def measure_baseline(cfg: TrainConfig, prep: Prepared, metrics: dict, emit: List
         return
     emit({"event": "baseline", "message": f"evaluating the base model {cfg.few_shot_k}-shot"})
     precision = "bf16" if prep.precision == "bf16" else "fp32"  # the prompts run on the CPU: no fp16 there
-    metrics["baseline"] = baseline.evaluate(cfg.base_model, prep.prompt_rows or rows(prep.splits["train"]),
-                                            rows(prep.splits["test"]),
+    metrics["baseline"] = baseline.evaluate(cfg.base_model, prep.prompt_rows or data.split_rows(prep.splits["train"]),
+                                            data.split_rows(prep.splits["test"]),
                                             cfg.few_shot_k, cfg.seed, cache_dir=Path(cfg.runs_dir) / "_cache",
                                             precision=precision)
 

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from huggingface_hub import model_info
 
-from core.labels import LABELS
 import core.model
 from core.errors import UserError
 from core.fewshot import FewShotClassifier
+from core.labels import LABELS
 from core.model import (CHARS_PER_TOKEN_CAP, MAX_LENGTH, can_pack, check_source, keep_freed_memory,
                         load_classifier, load_tokenizer, predict_proba, release_freed_memory, set_threads,
                         shared_start_logits, torch_dtype, trained_max_length)
